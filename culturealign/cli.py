@@ -1,0 +1,179 @@
+"""The command-line interface (a thin layer over the library)."""
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import reporting
+from .errors import CultureAlignError
+from .instrument import DIMENSIONS, MAS_WEIGHT_CAT, MAS_WEIGHT_MANUAL, Questionnaire, read_means
+from .io import atomic_write_json, refuse_overwrite, to_json
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Measure and align the cultural profile (Hofstede VSM 2013) of language models.")
+
+
+def _clean_errors(fn):
+    """Turn every user-facing error into one line on stderr and exit code 2."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except CultureAlignError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2)
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130)
+    return wrapper
+
+
+# ---- options shared by the measuring commands -------------------------------------------------------------------
+ModelOpt = typer.Option("default", "--model", help="'default' (SmolLM2-135M-Instruct, offline), a Hugging Face id or a local folder")
+DeviceOpt = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto")
+DtypeOpt = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16 (bf16/fp16 for GPUs)")
+QuestionnaireOpt = typer.Option(None, "--questionnaire", help="a questionnaire JSON in the built-in schema (translation, rewording)")
+ConstantsOpt = typer.Option("anchored", "--constants", help="zero, anchored (fitted per model) or a JSON file of six numbers")
+MasOpt = typer.Option(False, "--cat-mas-weight", help=f"use the CAT paper's second MAS weight {MAS_WEIGHT_CAT} instead of the manual's {MAS_WEIGHT_MANUAL}")
+DimensionsOpt = typer.Option(None, "--dimensions", help="restrict the loss to these dimensions, e.g. LTO,IVR")
+OrderOpt = typer.Option("both", "--order", help="option order: forward (1..5), reverse (5..1) or both (averaged)")
+LabelsOpt = typer.Option("digits", "--labels", help="option labels: digits (1-5) or letters (A-E)")
+PrefixOpt = typer.Option("", "--answer-prefix", help="text that starts the assistant's reply, e.g. 'Answer: '")
+AnswerModeOpt = typer.Option("distribution", "--answer-mode", help="distribution (next-token probabilities) or sample (generate text, CAT protocol)")
+SamplesOpt = typer.Option(20, "--samples", help="replies per item in sample mode")
+SeedOpt = typer.Option(0, "--seed", help="random seed")
+BatchOpt = typer.Option(24, "--batch-size", help="sequences per forward pass")
+
+
+def _config(model, device, dtype, questionnaire, constants, cat_mas, dimensions, order="both", labels="digits",
+            answer_prefix="", answer_mode="distribution", samples=20, seed=0, batch_size=24):
+    from .measure import MeasureConfig
+    from .objective import parse_dimensions
+
+    return MeasureConfig(model=model, device=device, dtype=dtype,
+                         questionnaire=str(questionnaire) if questionnaire else None,
+                         mas_weight=MAS_WEIGHT_CAT if cat_mas else MAS_WEIGHT_MANUAL, constants=constants,
+                         labels=labels, answer_prefix=answer_prefix, order=order, answer_mode=answer_mode,
+                         samples=samples, seed=seed, batch_size=batch_size,
+                         dimensions=parse_dimensions(dimensions) if dimensions else None)
+
+
+def _emit(data: dict, as_json: bool, out: Optional[Path], name: str, force: bool) -> None:
+    if out is not None:
+        path = out / name
+        refuse_overwrite(path, force)
+        atomic_write_json(path, data)
+        reporting.console.print(f"wrote {path}", style="dim") if not as_json else None
+    if as_json:
+        sys.stdout.write(to_json(data) + "\n")
+
+
+@app.command()
+@_clean_errors
+def countries(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Every country with published scores, its dimensions and the codes it answers to."""
+    from .targets import all_countries
+
+    rows = all_countries()
+    if as_json:
+        sys.stdout.write(to_json([c.to_dict() | {"dimensions": c.dimensions} for c in rows]) + "\n")
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} countries and regions (Hofstede 2015-08-16 + supplement)")
+    for col in ("name", "codes", *DIMENSIONS):
+        table.add_column(col, justify="left" if col in ("name", "codes") else "right")
+    for c in rows:
+        codes = "/".join(x for x in (c.code, c.iso2, c.iso3) if x)
+        table.add_row(c.name, codes, *[f"{c.scores[d]:g}" if d in c.scores else "-" for d in DIMENSIONS])
+    reporting.console.print(table)
+
+
+@app.command()
+@_clean_errors
+def measure(
+    country: List[str] = typer.Option(None, "--country", "-c", help="target country (repeat for several)"),
+    prompt: str = typer.Option("persona", "--prompt", help="naive, persona or icl"),
+    model: str = ModelOpt, device: str = DeviceOpt, dtype: str = DtypeOpt,
+    questionnaire: Optional[Path] = QuestionnaireOpt, constants: str = ConstantsOpt, cat_mas_weight: bool = MasOpt,
+    dimensions: Optional[str] = DimensionsOpt, order: str = OrderOpt, labels: str = LabelsOpt,
+    answer_prefix: str = PrefixOpt, answer_mode: str = AnswerModeOpt, samples: int = SamplesOpt, seed: int = SeedOpt,
+    batch_size: int = BatchOpt,
+    soft_prompt: Optional[Path] = typer.Option(None, "--soft-prompt", help="a soft prompt folder written by `align`"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object (schema in the README)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="also write measurement.json into this folder"),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing output file"),
+    items: bool = typer.Option(True, "--items/--no-items", help="print the per-item table"),
+) -> None:
+    """Ask the model the 24 items and compare its six indices with a country's published scores."""
+    from .measure import Session, kendall_tau
+    from .targets import lookup_many
+
+    if not country:
+        raise CultureAlignError("give at least one --country (see `culturealign countries`)")
+    targets = lookup_many(country)
+    cfg = _config(model, device, dtype, questionnaire, constants, cat_mas_weight, dimensions, order, labels,
+                  answer_prefix, answer_mode, samples, seed, batch_size)
+    for t in targets:
+        t.vector(cfg.dimensions or DIMENSIONS)  # a missing dimension fails before the model loads
+    if out is not None:
+        refuse_overwrite(out / "measurement.json", force)
+    session = Session(cfg)
+    soft, placement = (None, "prefix")
+    if soft_prompt is not None:
+        from .softprompt import SoftPrompt
+
+        sp = SoftPrompt.load(soft_prompt, expected_hidden_size=session.lm.model.get_input_embeddings().weight.shape[1])
+        soft, placement = sp.embeddings.unsqueeze(0), sp.placement
+    records = [session.measure(t, prompt, soft, placement) for t in targets]
+    result = {"provenance": session.provenance(), "constants": session.constants.to_dict(),
+              "soft_prompt": str(soft_prompt) if soft_prompt else None, "results": records,
+              "kendall_tau": kendall_tau(records)}
+    if not as_json:
+        reporting.print_constants(result["constants"])
+        for r in records:
+            reporting.print_measurement(r, items)
+        if result["kendall_tau"]:
+            reporting.print_kendall(result["kendall_tau"])
+    _emit(result, as_json, out, "measurement.json", force)
+
+
+@app.command()
+@_clean_errors
+def indices(
+    means: Path = typer.Option(..., "--means", help="JSON or CSV file with the 24 item means (1-5)"),
+    constants: str = typer.Option("zero", "--constants", help="zero, anchored (needs --model) or a JSON file of six numbers"),
+    cat_mas_weight: bool = MasOpt, questionnaire: Optional[Path] = QuestionnaireOpt,
+    model: str = ModelOpt, device: str = DeviceOpt, dtype: str = DtypeOpt,
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """The six VSM 2013 indices from 24 item means (e.g. human survey answers)."""
+    item_means = read_means(means)
+    q = Questionnaire.load(questionnaire).with_mas_weight(MAS_WEIGHT_CAT if cat_mas_weight else MAS_WEIGHT_MANUAL)
+    if constants == "anchored":
+        from .measure import Session
+
+        c = Session(_config(model, device, dtype, questionnaire, constants, cat_mas_weight, None)).constants
+    else:
+        from . import constants as consts
+
+        c = consts.zero() if constants == "zero" else consts.from_file(constants)
+    values = dict(zip(DIMENSIONS, map(float, q.indices(item_means, c.values))))
+    result = {"means": item_means.tolist(), "indices": values, "constants": c.to_dict(),
+              "mas_weight": q.formulas["MAS"][1][0], "questionnaire": q.source}
+    if as_json:
+        sys.stdout.write(to_json(result) + "\n")
+    else:
+        reporting.print_indices(values, result["constants"])
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

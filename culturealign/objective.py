@@ -1,0 +1,56 @@
+"""The alignment objective: L1 distance between a model's indices and a country's published scores."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .errors import CultureAlignError
+from .instrument import DIMENSIONS, Questionnaire
+from .targets import CountryTarget
+
+
+def parse_dimensions(spec: str | Sequence[str] | None) -> list[str]:
+    """``"PDI,IDV"`` -> ``["PDI", "IDV"]``; None -> all six."""
+    if spec is None:
+        return list(DIMENSIONS)
+    names = [s.strip().upper() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+    unknown = [n for n in names if n not in DIMENSIONS]
+    if unknown or not names:
+        raise CultureAlignError(f"unknown dimension(s) {unknown or spec}: use a comma-separated subset of "
+                                f"{','.join(DIMENSIONS)}")
+    return [d for d in DIMENSIONS if d in names]
+
+
+@dataclass
+class Objective:
+    """Loss of expected answers against one country.
+
+    ``loss(expected)`` takes ``(P, 24)`` expected answers and returns ``(P,)`` L1 losses (index points) over
+    ``dimensions``; ``indices`` returns the ``(P, 6)`` indices with the constants applied.
+    """
+
+    questionnaire: Questionnaire
+    constants: np.ndarray
+    target: CountryTarget
+    dimensions: list[str]
+
+    def __post_init__(self) -> None:
+        self.constants = np.asarray(self.constants, dtype=float)
+        self.target_vector = self.target.vector(self.dimensions)  # raises if a dimension is missing
+        self._dim_index = [DIMENSIONS.index(d) for d in self.dimensions]
+
+    def indices(self, expected: np.ndarray) -> np.ndarray:
+        return self.questionnaire.indices(np.atleast_2d(expected), self.constants)
+
+    def errors(self, expected: np.ndarray) -> np.ndarray:
+        """``(P, len(dimensions))`` signed errors model - target."""
+        return self.indices(expected)[:, self._dim_index] - self.target_vector
+
+    def loss(self, expected: np.ndarray) -> np.ndarray:
+        return np.abs(self.errors(expected)).sum(axis=1)
+
+    def reference_mean_loss(self) -> float:
+        """Loss of the predictor that outputs raw indices 0 (under anchored constants: the reference mean)."""
+        return float(np.abs(self.constants[self._dim_index] - self.target_vector).sum())

@@ -1,0 +1,84 @@
+"""Terminal tables (rich) for measurement and comparison records."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from .instrument import DIMENSIONS
+
+console = Console()
+
+
+def _fmt(x, digits: int = 1) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def print_constants(constants: dict) -> None:
+    vals = ", ".join(f"{d} {v:+.1f}" for d, v in constants["values"].items())
+    line = f"[bold]Constants C[/] ({constants['kind']}): {vals}"
+    if constants["kind"] == "anchored":
+        line += f"\n  fitted from persona measurements of: {', '.join(constants.get('references', []))}"
+    console.print(line)
+
+
+def print_measurement(record: dict, items: bool = True) -> None:
+    c = record["country"]
+    table = Table(title=f"{c['name']} ({c['code']}) - prompt: {record['prompt']}")
+    for col in ("dimension", "target", "model", "|diff|", "in loss"):
+        table.add_column(col, justify="left" if col == "dimension" else "right")
+    for dim in DIMENSIONS:
+        row = record["indices"][dim]
+        table.add_row(f"{dim} {row['name']}", _fmt(row["target"], 0), _fmt(row["model"]), _fmt(row["abs_diff"]),
+                      "yes" if row["in_loss"] else "no")
+    table.caption = f"L1 loss over {','.join(record['loss_dimensions'])}: {record['loss']:.1f}"
+    console.print(table)
+    sources = {row["source"] for row in record["indices"].values() if row["source"]}
+    console.print("  scores from: " + "; ".join(sorted(sources)))
+    if items:
+        print_items(record)
+    print_diagnostics(record["diagnostics"])
+
+
+def print_items(record: dict) -> None:
+    table = Table(title="Items: expected answer (1-5) and probability of each option")
+    table.add_column("item", justify="right")
+    table.add_column("E[a]", justify="right")
+    for k in range(1, 6):
+        table.add_column(f"p({k})", justify="right")
+    extra = [k for k in ("expected_forward", "expected_reverse", "mass", "unparsed") if k in record["items"][0]]
+    for k in extra:
+        table.add_column(k.replace("expected_", "E "), justify="right")
+    for it in record["items"]:
+        cells = [str(it["item"]), f"{it['expected']:.2f}", *[f"{p:.2f}" for p in it["probs"]]]
+        cells += [_fmt(it[k], 2) if k != "unparsed" else str(it[k]) for k in extra]
+        table.add_row(*cells)
+    console.print(table)
+
+
+def print_diagnostics(diag: dict) -> None:
+    r = diag["order_correlation"]
+    console.print(f"  answer spread across items (SD): {diag['item_spread_sd']:.3f}   "
+                  f"mean option mass: {_fmt(diag['mean_option_mass'], 2)}   "
+                  f"order consistency r: {_fmt(r, 2)}"
+                  + (f"   unparsable replies: {diag['unparsed_replies']}" if "unparsed_replies" in diag else ""))
+    for w in diag["warnings"]:
+        console.print(f"  [yellow]warning:[/] {w}")
+
+
+def print_kendall(tau: dict) -> None:
+    table = Table(title="Kendall tau: model country ranking vs published ranking")
+    for col in ("dimension", "tau", "p", "n"):
+        table.add_column(col, justify="right")
+    for dim, v in tau.items():
+        table.add_row(dim, _fmt(v["tau"], 2), _fmt(v["p_value"], 3), str(v["n"]))
+    console.print(table)
+
+
+def print_indices(indices: dict, constants: dict) -> None:
+    table = Table(title="VSM 2013 indices from item means")
+    table.add_column("dimension")
+    table.add_column("index", justify="right")
+    for dim, v in indices.items():
+        table.add_row(dim, f"{v:.1f}")
+    console.print(table)
+    print_constants(constants)

@@ -1,0 +1,142 @@
+"""A model taking the survey: answer distributions per item, in answer order, with order diagnostics.
+
+:class:`Survey` binds a model, a questionnaire, a prompt configuration and (for persona / icl) a country.
+``Survey.answer(soft_prompts)`` returns :class:`SurveyAnswers` for a batch of candidates in one call.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import CultureAlignError
+from .instrument import N_ITEMS, N_OPTIONS, Questionnaire
+from .models import LoadedModel
+from .prompts import LABELS, PromptConfig, build_rows
+from .scoring import SurveyScorer
+from .targets import CountryTarget
+
+ANSWERS = np.arange(1, N_OPTIONS + 1, dtype=float)
+
+
+@dataclass
+class SurveyAnswers:
+    """Answer distributions of P candidates.
+
+    probs_by_order: ``(P, n_orders, 24, 5)``, answer order (column k is answer k+1), reversed rows mapped back.
+    mass_by_order: ``(P, n_orders, 24)`` next-token probability mass on the five options (NaN if not defined).
+    orders: the option orders asked, e.g. ``["forward", "reverse"]``.
+    unparsed: ``(P, n_orders, 24)`` counts of unparsable replies (sample mode only; zeros otherwise).
+    """
+
+    probs_by_order: np.ndarray
+    mass_by_order: np.ndarray
+    orders: list[str]
+    unparsed: np.ndarray | None = None
+
+    @property
+    def probs(self) -> np.ndarray:
+        """``(P, 24, 5)`` averaged over the orders asked (the order-balanced distribution for ``both``)."""
+        return np.nanmean(self.probs_by_order, axis=1)
+
+    @property
+    def expected(self) -> np.ndarray:
+        """``(P, 24)`` expected answers E[a] = sum_k k p(k), on the 1..5 scale."""
+        return self.probs @ ANSWERS
+
+    @property
+    def expected_by_order(self) -> np.ndarray:
+        return self.probs_by_order @ ANSWERS
+
+    @property
+    def mass(self) -> np.ndarray:
+        return np.nanmean(self.mass_by_order, axis=1) if np.isfinite(self.mass_by_order).any() else self.mass_by_order[:, 0]
+
+    @property
+    def spread(self) -> np.ndarray:
+        """``(P,)`` standard deviation of the 24 expected answers: near 0 means the answers ignore the items."""
+        return self.expected.std(axis=1)
+
+    @property
+    def order_correlation(self) -> np.ndarray | None:
+        """``(P,)`` Pearson r between item profiles under forward and reversed option order (answers mapped
+        back); None unless both orders were asked. Near +1: content-driven; near -1: position-driven."""
+        if self.orders != ["forward", "reverse"]:
+            return None
+        fwd, rev = self.expected_by_order[:, 0], self.expected_by_order[:, 1]
+        return np.array([_pearson(a, b) for a, b in zip(fwd, rev)])
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    if np.std(a) < 1e-12 or np.std(b) < 1e-12:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+class Survey:
+    """The 24 items put to one model under one prompt configuration."""
+
+    def __init__(self, lm: LoadedModel, questionnaire: Questionnaire, prompt: PromptConfig,
+                 country: CountryTarget | None = None, batch_size: int = 24, use_cache: bool = True,
+                 scoring: str = "auto"):
+        self.lm, self.questionnaire, self.prompt, self.country = lm, questionnaire, prompt, country
+        self.rows = build_rows(questionnaire, lm.tokenizer, prompt, country)
+        self.orders = ["forward", "reverse"] if prompt.order == "both" else [prompt.order]
+        self.scorer = SurveyScorer(lm.model, lm.tokenizer, self.rows, LABELS[prompt.labels], batch_size,
+                                   use_cache, scoring)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.scorer.hidden_size
+
+    def answer(self, soft_prompts: torch.Tensor | None = None, placement: str = "prefix") -> SurveyAnswers:
+        """Answer distributions for ``soft_prompts`` ``(P, n_tokens, hidden)`` (or the plain model)."""
+        scores = self.scorer.score(soft_prompts, placement)
+        return self._by_order(scores.probs, scores.mass)
+
+    def _by_order(self, listed_probs: np.ndarray, mass: np.ndarray, unparsed=None) -> SurveyAnswers:
+        n_cand = listed_probs.shape[0]
+        probs = listed_probs.reshape(n_cand, len(self.orders), N_ITEMS, N_OPTIONS).copy()
+        mass = mass.reshape(n_cand, len(self.orders), N_ITEMS)
+        for o, order in enumerate(self.orders):
+            if order == "reverse":  # listed position k means answer 6-k
+                probs[:, o] = probs[:, o, :, ::-1]
+        if unparsed is not None:
+            unparsed = unparsed.reshape(n_cand, len(self.orders), N_ITEMS)
+        return SurveyAnswers(probs, mass, self.orders, unparsed)
+
+    @torch.no_grad()
+    def sample(self, n_samples: int, seed: int = 0, soft_prompt: torch.Tensor | None = None,
+               placement: str = "prefix", max_new_tokens: int = 8, temperature: float = 1.0) -> SurveyAnswers:
+        """The CAT protocol: generate ``n_samples`` replies per item, parse the first option label in each.
+
+        Distributions are the frequencies of the parsed answers; unparsable replies are counted in ``unparsed``
+        and excluded from the frequencies (an item with none parsed gets NaN).
+        """
+        if n_samples < 1:
+            raise CultureAlignError("--samples must be at least 1")
+        labels = LABELS[self.prompt.labels]
+        pattern = re.compile(r"(?<![0-9A-Za-z])(" + "|".join(labels) + r")(?![0-9A-Za-z])")
+        tok, model = self.lm.tokenizer, self.lm.model
+        counts = np.zeros((1, len(self.rows), N_OPTIONS))
+        unparsed = np.zeros((1, len(self.rows)))
+        soft = soft_prompt[0] if soft_prompt is not None and soft_prompt.dim() == 3 else soft_prompt
+        torch.manual_seed(seed)
+        for r in range(len(self.rows)):
+            embeds = self.scorer.sequence_embeds(soft, r, placement).unsqueeze(0)
+            out = model.generate(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long,
+                                 device=embeds.device), do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
+                                 max_new_tokens=max_new_tokens, num_return_sequences=n_samples,
+                                 pad_token_id=tok.pad_token_id)
+            # generating from inputs_embeds returns only the new tokens
+            for text in tok.batch_decode(out, skip_special_tokens=True):
+                match = pattern.search(text)
+                if match:
+                    counts[0, r, labels.index(match.group(1))] += 1
+                else:
+                    unparsed[0, r] += 1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            probs = counts / counts.sum(-1, keepdims=True)
+        return self._by_order(probs, np.full(unparsed.shape, np.nan), unparsed)

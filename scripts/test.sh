@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Set everything up, then run the test suite (unit tests on a tiny random model + integration tests on the default model).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/python -m pytest -q tests "$@"

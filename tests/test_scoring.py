@@ -1,0 +1,113 @@
+"""Scoring mechanics on a tiny random Llama: distributions, batching, padding, caching, soft prompts."""
+import numpy as np
+import pytest
+import torch
+
+from culturealign.errors import CultureAlignError
+from culturealign.instrument import Questionnaire
+from culturealign.models import LoadedModel
+from culturealign.prompts import PromptConfig, build_rows
+from culturealign.scoring import SurveyScorer
+from culturealign.survey import Survey
+from culturealign.targets import lookup
+
+
+@pytest.fixture(scope="module")
+def rows(tiny_tokenizer):
+    return build_rows(Questionnaire.builtin(), tiny_tokenizer, PromptConfig(style="persona", order="both"), lookup("CN"))
+
+
+@pytest.fixture(scope="module")
+def soft():
+    return torch.randn(3, 4, 32, generator=torch.Generator().manual_seed(1)) * 0.5
+
+
+def test_distributions_sum_to_one_and_mass_is_a_fraction(tiny_model, tiny_tokenizer, rows, soft):
+    res = SurveyScorer(tiny_model, tiny_tokenizer, rows).score(soft, "prefix")
+    assert res.probs.shape == (3, 48, 5)
+    np.testing.assert_allclose(res.probs.sum(-1), 1.0, atol=1e-6)
+    assert np.all((res.mass > 0) & (res.mass < 1))
+
+
+@pytest.mark.parametrize("placement", ["prefix", "suffix"])
+def test_cached_and_uncached_paths_agree(tiny_model, tiny_tokenizer, rows, soft, placement):
+    cached = SurveyScorer(tiny_model, tiny_tokenizer, rows, use_cache=True).score(soft, placement)
+    uncached = SurveyScorer(tiny_model, tiny_tokenizer, rows, use_cache=False).score(soft, placement)
+    np.testing.assert_allclose(cached.probs, uncached.probs, atol=1e-5)
+    np.testing.assert_allclose(cached.mass, uncached.mass, atol=1e-5)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_batching_and_padding_do_not_change_results(tiny_model, tiny_tokenizer, rows, soft, use_cache):
+    # batch size 1 has no padding at all; 7 and 200 mix rows of different lengths in one padded batch
+    results = [SurveyScorer(tiny_model, tiny_tokenizer, rows, batch_size=b, use_cache=use_cache).score(soft, "suffix").probs
+               for b in (1, 7, 200)]
+    assert len({len(ids) for ids in SurveyScorer(tiny_model, tiny_tokenizer, rows).head_ids}) > 1  # padding happens
+    for other in results[1:]:
+        np.testing.assert_allclose(results[0], other, atol=1e-5)
+
+
+def test_candidates_are_scored_independently(tiny_model, tiny_tokenizer, rows, soft):
+    scorer = SurveyScorer(tiny_model, tiny_tokenizer, rows, batch_size=10)
+    together = scorer.score(soft, "prefix").probs
+    alone = scorer.score(soft[1:2], "prefix").probs
+    np.testing.assert_allclose(together[1:2], alone, atol=1e-5)
+
+
+def test_soft_prompt_changes_the_output(tiny_model, tiny_tokenizer, rows, soft):
+    scorer = SurveyScorer(tiny_model, tiny_tokenizer, rows)
+    plain = scorer.score(None).probs[0]
+    for placement in ("prefix", "suffix"):
+        assert np.abs(scorer.score(soft[:1], placement).probs[0] - plain).max() > 1e-3
+
+
+def test_zero_length_soft_prompt_equals_plain_model(tiny_model, tiny_tokenizer, rows):
+    scorer = SurveyScorer(tiny_model, tiny_tokenizer, rows)
+    np.testing.assert_allclose(scorer.score(torch.zeros(1, 0, 32)).probs, scorer.score(None).probs, atol=1e-6)
+
+
+def test_sequence_scoring_agrees_with_next_token_for_single_token_labels(tiny_model, tiny_tokenizer, rows, soft):
+    fast = SurveyScorer(tiny_model, tiny_tokenizer, rows[:6])
+    seq = SurveyScorer(tiny_model, tiny_tokenizer, rows[:6], scoring="sequence", batch_size=8)
+    assert fast.mode == "next_token" and seq.mode == "sequence"
+    np.testing.assert_allclose(seq.score(soft, "prefix").probs, fast.score(soft, "prefix").probs, atol=1e-5)
+
+
+def test_multi_token_labels_fall_back_to_sequence_scoring(tiny_model, tiny_tokenizer, rows):
+    labels = ["strongly agree", "agree", "undecided", "disagree", "strongly disagree"]
+    scorer = SurveyScorer(tiny_model, tiny_tokenizer, rows[:3], labels=labels)
+    assert scorer.mode == "sequence"
+    probs = scorer.score(None).probs
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-6)
+    assert np.isnan(scorer.score(None).mass).all()
+
+
+def test_wrong_hidden_size_is_a_clear_error(tiny_model, tiny_tokenizer, rows):
+    with pytest.raises(CultureAlignError, match=r"does not fit this model: need \(candidates, n_tokens, 32\)"):
+        SurveyScorer(tiny_model, tiny_tokenizer, rows).score(torch.zeros(2, 4, 64))
+
+
+def test_reverse_order_is_mapped_back_to_answer_order(tiny_model, tiny_tokenizer):
+    lm = LoadedModel(tiny_model, tiny_tokenizer, "tiny", "tiny")
+    q, cn = Questionnaire.builtin(), lookup("CN")
+    both = Survey(lm, q, PromptConfig("persona", order="both"), cn).answer()
+    fwd = Survey(lm, q, PromptConfig("persona", order="forward"), cn).answer()
+    rev_survey = Survey(lm, q, PromptConfig("persona", order="reverse"), cn)
+    listed = rev_survey.scorer.score(None).probs[0]
+    np.testing.assert_allclose(both.probs_by_order[0, 0], fwd.probs[0], atol=1e-6)
+    # listed position 1 under reversed options is answer 5
+    np.testing.assert_allclose(both.probs_by_order[0, 1], listed[:, ::-1], atol=1e-6)
+    np.testing.assert_allclose(both.probs[0], (fwd.probs[0] + listed[:, ::-1]) / 2, atol=1e-6)
+    assert both.order_correlation.shape == (1,) and fwd.order_correlation is None
+    np.testing.assert_allclose(both.expected[0], both.probs[0] @ np.arange(1, 6), atol=1e-9)
+
+
+def test_sample_mode_counts_parsed_and_unparsed_replies(tiny_model, tiny_tokenizer):
+    lm = LoadedModel(tiny_model, tiny_tokenizer, "tiny", "tiny")
+    survey = Survey(lm, Questionnaire.builtin(), PromptConfig("naive", order="forward"))
+    a = survey.sample(n_samples=4, seed=0, max_new_tokens=3)
+    b = survey.sample(n_samples=4, seed=0, max_new_tokens=3)
+    parsed = 4 - a.unparsed[0, 0]
+    assert a.unparsed.shape == (1, 1, 24) and a.unparsed.sum() > 0  # a random model often says no digit
+    assert np.all((parsed == 0) | np.isclose(np.nan_to_num(a.probs_by_order[0, 0]).sum(-1), 1.0))
+    np.testing.assert_array_equal(a.unparsed, b.unparsed)  # seeded
