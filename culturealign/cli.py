@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -41,7 +42,7 @@ ConstantsOpt = typer.Option("anchored", "--constants", help="zero, anchored (fit
 MasOpt = typer.Option(False, "--cat-mas-weight", help=f"use the CAT paper's second MAS weight {MAS_WEIGHT_CAT} instead of the manual's {MAS_WEIGHT_MANUAL}")
 DimensionsOpt = typer.Option(None, "--dimensions", help="restrict the loss to these dimensions, e.g. LTO,IVR")
 OrderOpt = typer.Option("both", "--order", help="option order: forward (1..5), reverse (5..1) or both (averaged)")
-LabelsOpt = typer.Option("digits", "--labels", help="option labels: digits (1-5) or letters (A-E)")
+LabelsOpt = typer.Option("letters", "--labels", help="option labels: letters (A-E, default) or digits (1-5)")
 PrefixOpt = typer.Option("", "--answer-prefix", help="text that starts the assistant's reply, e.g. 'Answer: '")
 AnswerModeOpt = typer.Option("distribution", "--answer-mode", help="distribution (next-token probabilities) or sample (generate text, CAT protocol)")
 SamplesOpt = typer.Option(20, "--samples", help="replies per item in sample mode")
@@ -49,7 +50,7 @@ SeedOpt = typer.Option(0, "--seed", help="random seed")
 BatchOpt = typer.Option(24, "--batch-size", help="sequences per forward pass")
 
 
-def _config(model, device, dtype, questionnaire, constants, cat_mas, dimensions, order="both", labels="digits",
+def _config(model, device, dtype, questionnaire, constants, cat_mas, dimensions, order="both", labels="letters",
             answer_prefix="", answer_mode="distribution", samples=20, seed=0, batch_size=24):
     from .measure import MeasureConfig
     from .objective import parse_dimensions
@@ -169,6 +170,140 @@ def indices(
         sys.stdout.write(to_json(result) + "\n")
     else:
         reporting.print_indices(values, result["constants"])
+
+
+@app.command()
+@_clean_errors
+def align(
+    country: Optional[str] = typer.Option(None, "--country", "-c", help="target country (not needed with --resume)"),
+    out: Path = typer.Option(..., "--out", help="run folder (never overwritten without --force)"),
+    prompt: str = typer.Option("naive", "--prompt", help="prompt style the soft prompt is trained with: naive, persona or icl"),
+    optimizer: str = typer.Option("de", "--optimizer", help="de (differential evolution), cma or random"),
+    popsize: int = typer.Option(16, "--popsize", help="candidates per generation"),
+    budget: int = typer.Option(320, "--budget", help="candidate evaluations in total"),
+    patience: Optional[int] = typer.Option(None, "--patience", help="stop after this many generations without improvement"),
+    n_tokens: int = typer.Option(8, "--n-tokens", help="virtual tokens in the soft prompt"),
+    placement: str = typer.Option("suffix", "--placement", help="prefix (before everything; exported as a PEFT adapter) or suffix (after the item text; cheaper)"),
+    init: str = typer.Option("text", "--init", help="text (embeddings of --init-text), vocab (random vocabulary rows) or random"),
+    init_text: Optional[str] = typer.Option(None, "--init-text", help="initialisation text (default: 'You are a person from <country>.')"),
+    space: str = typer.Option("subspace", "--space", help="full (every embedding coordinate) or subspace (random projection)"),
+    subspace_dim: int = typer.Option(64, "--subspace-dim", help="dimension of the random subspace"),
+    scale: float = typer.Option(1.0, "--scale", help="perturbation scale, in units of the embedding matrix's standard deviation"),
+    model: str = ModelOpt, device: str = DeviceOpt, dtype: str = DtypeOpt,
+    questionnaire: Optional[Path] = QuestionnaireOpt, constants: str = ConstantsOpt, cat_mas_weight: bool = MasOpt,
+    dimensions: Optional[str] = DimensionsOpt, order: str = OrderOpt, labels: str = LabelsOpt,
+    answer_prefix: str = PrefixOpt, seed: int = SeedOpt, batch_size: int = BatchOpt,
+    resume: bool = typer.Option(False, "--resume", help="continue an interrupted run in --out (its saved configuration is used)"),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing run folder"),
+    as_json: bool = typer.Option(False, "--json", help="print run.json at the end"),
+) -> None:
+    """Learn a soft prompt that aligns the model's six indices to a country (the paper's method)."""
+    from .align import AlignConfig, align as run_align
+    from .softprompt import SoftPromptConfig
+    from .targets import lookup
+
+    if resume:
+        config = None
+    elif country is None:
+        raise CultureAlignError("give the target with --country (see `culturealign countries`)")
+    else:
+        lookup(country).vector(dimensions.split(",") if dimensions else DIMENSIONS)
+        soft = SoftPromptConfig(n_tokens=n_tokens, placement=placement, init=init, init_text=init_text, space=space,
+                                subspace_dim=subspace_dim, scale=scale)
+        mcfg = _config(model, device, dtype, questionnaire, constants, cat_mas_weight, dimensions, order, labels,
+                       answer_prefix, seed=seed, batch_size=batch_size)
+        config = AlignConfig(country=country, prompt=prompt, optimizer=optimizer, popsize=popsize, budget=budget,
+                             seed=seed, patience=patience, soft=soft, measure=mcfg)
+    with reporting.AlignProgress(enabled=not as_json) as progress:
+        try:
+            record = run_align(config, out, resume=resume, force=force, on_generation=progress.update,
+                               on_start=progress.start)
+        except KeyboardInterrupt:
+            typer.echo(f"interrupted: the best prompt so far and a checkpoint are in {out}; continue with "
+                       f"`culturealign align --out {out} --resume`", err=True)
+            raise typer.Exit(130)
+    if as_json:
+        sys.stdout.write(to_json(record) + "\n")
+    else:
+        reporting.print_run(record)
+
+
+@app.command()
+@_clean_errors
+def compare(
+    runs: List[Path] = typer.Argument(None, help="run folders written by `align` (soft prompts to compare)"),
+    country: Optional[str] = typer.Option(None, "--country", "-c", help="target country (default: the first run's)"),
+    model: Optional[str] = typer.Option(None, "--model", help="default: the model of the first run"),
+    device: str = DeviceOpt, dtype: str = DtypeOpt,
+    constants: Optional[str] = typer.Option(None, "--constants", help="default: the constants setting of the first run"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    out: Optional[Path] = typer.Option(None, "--out", help="also write comparison.json into this folder"),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing output file"),
+) -> None:
+    """The paper's comparison for one country: target, naive, persona, ICL, reference mean and soft prompts."""
+    from .evaluation import compare as run_compare, load_run_prompt
+    from .measure import MeasureConfig, Session
+    from .targets import lookup
+
+    runs = runs or []
+    base = MeasureConfig()
+    if runs:
+        run_json = runs[0] / "run.json"
+        if not run_json.is_file():
+            raise CultureAlignError(f"{runs[0]} is not a run folder (no run.json)")
+        saved = json.loads(run_json.read_text())
+        base = MeasureConfig(**saved["config"]["measure"])
+        country = country or saved["config"]["country"]
+    if country is None:
+        raise CultureAlignError("give --country or a run folder")
+    base.model = model or base.model
+    base.constants = constants or base.constants
+    base.device, base.dtype = device, dtype
+    target = lookup(country)
+    target.vector(base.dimensions or DIMENSIONS)
+    if out is not None:
+        refuse_overwrite(out / "comparison.json", force)
+    session = Session(base)
+    prompts = {str(r): load_run_prompt(r, session) for r in runs}
+    result = run_compare(session, target, prompts)
+    result["provenance"] = session.provenance()
+    if not as_json:
+        reporting.print_comparison(result)
+    _emit(result, as_json, out, "comparison.json", force)
+
+
+@app.command()
+@_clean_errors
+def generate(
+    text: Optional[str] = typer.Argument(None, help="the message; leave out for an interactive chat"),
+    soft_prompt: Optional[Path] = typer.Option(None, "--soft-prompt", help="a run folder written by `align`"),
+    model: Optional[str] = typer.Option(None, "--model", help="default: the soft prompt's model, else 'default'"),
+    device: str = DeviceOpt, dtype: str = DtypeOpt,
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens"),
+    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy"),
+    seed: int = SeedOpt,
+) -> None:
+    """Talk to the model with a learned soft prompt in place."""
+    from .generation import generate as run_generate
+    from .models import load_model
+    from .softprompt import SoftPrompt
+
+    sp = SoftPrompt.load(soft_prompt) if soft_prompt else None
+    lm = load_model(model or (sp.metadata.get("model") if sp else None) or "default", device, dtype)
+    if sp is not None:
+        sp = SoftPrompt.load(soft_prompt, expected_hidden_size=lm.model.get_input_embeddings().weight.shape[1])
+    if text is not None:
+        typer.echo(run_generate(lm, text, sp, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed))
+        return
+    typer.echo("Interactive chat (each message is answered on its own; empty line or Ctrl-D to quit).")
+    while True:
+        try:
+            line = input("> ").strip()
+        except EOFError:
+            break
+        if not line:
+            break
+        typer.echo(run_generate(lm, line, sp, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed))
 
 
 def main() -> None:

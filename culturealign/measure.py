@@ -38,7 +38,7 @@ class MeasureConfig:
     questionnaire: str | None = None      # path; None = the built-in English VSM 2013
     mas_weight: float = MAS_WEIGHT_MANUAL
     constants: str = "anchored"           # "zero" | "anchored" | path to a JSON file
-    labels: str = "digits"
+    labels: str = "letters"               # chosen by benchmarks/answer_formats.py (BENCHMARKS.md)
     answer_prefix: str = ""
     order: str = "both"
     answer_mode: str = "distribution"     # "distribution" | "sample"

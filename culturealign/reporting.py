@@ -82,3 +82,62 @@ def print_indices(indices: dict, constants: dict) -> None:
         table.add_row(dim, f"{v:.1f}")
     console.print(table)
     print_constants(constants)
+
+
+class AlignProgress:
+    """A live progress bar for `align`: generation, evaluations, best loss, the best candidate's indices, time left."""
+
+    def __init__(self, enabled: bool = True):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.enabled = enabled
+        self.progress = Progress(TextColumn("[bold]gen {task.fields[gen]}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("evals  best {task.fields[best]}  {task.fields[dims]}"),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not enabled)
+        self.task = None
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def start(self, run) -> None:
+        if self.enabled and run.session.config.constants == "anchored":
+            print_constants(run.session.constants.to_dict())
+        self.task = self.progress.add_task("align", total=run.config.budget, completed=run.optimizer.evaluations,
+                                           gen=run.state.generation, best="-", dims="")
+
+    def update(self, run, row: dict) -> None:
+        dims = " ".join(f"{d} {row[f'best_{d}']:.0f}" for d in DIMENSIONS)
+        self.progress.update(self.task, completed=row["evaluations"], gen=row["generation"],
+                             best=f"{row['best_loss']:.1f}", dims=dims)
+
+
+def print_run(record: dict) -> None:
+    best = record["best"]
+    table = Table(title=f"Aligned to {record['country']['name']}: best loss {best['loss']:.1f} after "
+                        f"{record['evaluations']} evaluations ({record['wall_time_s']:.0f} s, {record['status']})")
+    for col in ("dimension", "target", "aligned", "|diff|"):
+        table.add_column(col, justify="right")
+    for dim, v in best["indices"].items():
+        table.add_row(dim, _fmt(v["target"], 0), _fmt(v["model"]), _fmt(v["abs_diff"]))
+    table.caption = f"reference-mean predictor loss: {record['reference_mean_loss']:.1f}"
+    console.print(table)
+
+
+def print_comparison(result: dict) -> None:
+    c = result["country"]
+    table = Table(title=f"{c['name']}: indices and L1 loss over {','.join(result['loss_dimensions'])} "
+                        f"(constants: {result['constants']['kind']})")
+    table.add_column("method")
+    for d in DIMENSIONS:
+        table.add_column(d, justify="right")
+    table.add_column("L1 loss", justify="right")
+    table.add_column("order r", justify="right")
+    for row in result["rows"]:
+        diag = row.get("diagnostics") or {}
+        table.add_row(row["method"], *[_fmt(row["indices"][d], 0 if row["method"] == "target" else 1) for d in DIMENSIONS],
+                      "" if row["method"] == "target" else f"{row['loss']:.1f}", _fmt(diag.get("order_correlation"), 2))
+    console.print(table)

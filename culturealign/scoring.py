@@ -87,13 +87,8 @@ class SurveyScorer:
 
     def sequence_embeds(self, soft_prompt: torch.Tensor | None, row: int, placement: str = "prefix") -> torch.Tensor:
         """Input embeddings ``(L, hidden)`` of one row with one soft prompt ``(n_tokens, hidden)`` placed."""
-        head = self._embed(self.head_ids[row])
-        tail = self._embed(self.tail_ids[row])
-        if soft_prompt is None or soft_prompt.shape[0] == 0:
-            return torch.cat([head, tail])
-        soft_prompt = soft_prompt.to(self.device, self.dtype)
-        parts = [soft_prompt, head, tail] if placement == "prefix" else [head, soft_prompt, tail]
-        return torch.cat(parts)
+        return place_soft_prompt(self._embed(self.head_ids[row]), self._embed(self.tail_ids[row]), soft_prompt,
+                                 placement)
 
     # ---- checks -----------------------------------------------------------------------------------------------
     def _single_token_options(self, encode) -> list[int] | None:
@@ -241,6 +236,15 @@ class SurveyScorer:
                 loglik[c, r, k] = sum(logprobs[i, first + j, tok] for j, tok in enumerate(cont))
         probs = torch.softmax(loglik, dim=-1).numpy()
         return RowScores(probs, np.full(probs.shape[:2], np.nan))
+
+
+def place_soft_prompt(head: torch.Tensor, tail: torch.Tensor, soft_prompt: torch.Tensor | None,
+                      placement: str) -> torch.Tensor:
+    """Join head ``(Lh, H)``, soft prompt ``(n, H)`` and tail ``(Lt, H)`` in the order ``placement`` says."""
+    if soft_prompt is None or soft_prompt.shape[0] == 0:
+        return torch.cat([head, tail])
+    soft_prompt = soft_prompt.to(head.device, head.dtype)
+    return torch.cat([soft_prompt, head, tail] if placement == "prefix" else [head, soft_prompt, tail])
 
 
 def _common_prefix(seqs: Sequence[Sequence[int]]) -> list[int]:

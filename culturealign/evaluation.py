@@ -1,0 +1,53 @@
+"""Evaluating alignment: the paper's comparison of a learned soft prompt against prompting baselines."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CultureAlignError
+from .instrument import DIMENSIONS
+from .measure import Session, measurement_record
+from .softprompt import SoftPrompt
+from .targets import CountryTarget
+
+BASELINES = ("naive", "persona", "icl")
+
+
+def load_run_prompt(run_dir: str | Path, session: Session) -> tuple[SoftPrompt, str]:
+    """The soft prompt of a run folder (checked against the model) and the prompt style it was trained with."""
+    hidden = session.lm.model.get_input_embeddings().weight.shape[1]
+    prompt = SoftPrompt.load(run_dir, expected_hidden_size=hidden)
+    return prompt, prompt.metadata.get("prompt", "naive")
+
+
+def compare(session: Session, country: CountryTarget, soft_prompts: dict[str, SoftPrompt | tuple[SoftPrompt, str]]
+            | None = None, methods: tuple[str, ...] = BASELINES) -> dict:
+    """Target, the prompting baselines, the reference-mean predictor and each soft prompt, per dimension and loss.
+
+    ``soft_prompts`` maps a label (e.g. the run folder) to a soft prompt and the prompt style it was trained with.
+    Returns ``{"country", "loss_dimensions", "constants", "rows": [{"method", "indices": {dim: v}, "loss"}]}``.
+    """
+    objective = session.objective(country)
+    rows = [{"method": "target", "indices": {d: country.scores.get(d) for d in DIMENSIONS}, "loss": 0.0}]
+    ref = session.constants.values
+    rows.append({"method": "reference mean", "indices": dict(zip(DIMENSIONS, map(float, ref))),
+                 "loss": objective.reference_mean_loss()})
+    records = {}
+    for style in methods:
+        records[style] = measurement_record(session.questionnaire, objective, session.answers(style, country), style)
+    for label, item in (soft_prompts or {}).items():
+        prompt, style = item if isinstance(item, tuple) else (item, item.metadata.get("prompt", "naive"))
+        answers = session.answers(style, country, prompt.embeddings.unsqueeze(0), prompt.placement)
+        records[label] = measurement_record(session.questionnaire, objective, answers, style)
+    for label, rec in records.items():
+        rows.append({"method": label, "indices": {d: rec["indices"][d]["model"] for d in DIMENSIONS},
+                     "loss": rec["loss"], "diagnostics": rec["diagnostics"]})
+    return {"country": country.to_dict(), "loss_dimensions": objective.dimensions,
+            "constants": session.constants.to_dict(), "rows": rows}
+
+
+def best_baseline(result: dict) -> tuple[str, float]:
+    rows = [r for r in result["rows"] if r["method"] in (*BASELINES, "reference mean")]
+    best = min(rows, key=lambda r: r["loss"])
+    return best["method"], best["loss"]

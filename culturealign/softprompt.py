@@ -1,0 +1,170 @@
+"""Soft prompts: continuous input embeddings, their initialisation, search spaces and files.
+
+A soft prompt is a tensor ``(n_tokens, hidden)`` placed ``prefix`` (before every token, as PEFT prompt tuning
+does) or ``suffix`` (after the item text). On disk (a folder):
+
+- ``soft_prompt.safetensors``: tensor ``embeddings`` ``(n_tokens, hidden)`` in float32; the header metadata holds
+  the provenance (country, target, constants, loss, seed, model, placement) as strings;
+- ``soft_prompt.json``: the same provenance as JSON;
+- for ``prefix`` placement also a PEFT prompt-tuning adapter (``adapter_config.json`` +
+  ``adapter_model.safetensors`` with tensor ``prompt_embeddings``) that ``PeftModel.from_pretrained`` loads.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from .errors import CultureAlignError
+from .io import atomic_write_bytes, atomic_write_json
+
+SOFT_PROMPT_FILE = "soft_prompt.safetensors"
+SOFT_PROMPT_JSON = "soft_prompt.json"
+INITS = ("text", "vocab", "random")
+SPACES = ("full", "subspace")
+
+
+@dataclass
+class SoftPromptConfig:
+    """How a soft prompt is parametrised and initialised.
+
+    n_tokens: virtual tokens. placement: ``prefix`` or ``suffix``. init: ``text`` (embeddings of ``init_text``,
+    cycled or cut to n_tokens; default text "You are a person from <country>."), ``vocab`` (random vocabulary rows)
+    or ``random`` (Gaussian at the embedding matrix's per-coordinate scale). space: ``full`` (every coordinate,
+    the paper's setting) or ``subspace`` (p = p0 + scale * A z with a fixed random A, Black-Box Tuning).
+    scale: the perturbation scale in units of the embedding matrix's standard deviation.
+    """
+
+    n_tokens: int = 8
+    placement: str = "suffix"
+    init: str = "text"
+    init_text: str | None = None
+    space: str = "subspace"
+    subspace_dim: int = 64
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.n_tokens < 1:
+            raise CultureAlignError("--n-tokens must be at least 1")
+        if self.placement not in ("prefix", "suffix"):
+            raise CultureAlignError(f"unknown placement '{self.placement}': use prefix or suffix")
+        if self.init not in INITS:
+            raise CultureAlignError(f"unknown init '{self.init}': use one of {', '.join(INITS)}")
+        if self.space not in SPACES:
+            raise CultureAlignError(f"unknown search space '{self.space}': use full or subspace")
+        if self.space == "subspace" and self.subspace_dim < 1:
+            raise CultureAlignError("--subspace-dim must be at least 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def initial_embeddings(config: SoftPromptConfig, embedding: torch.nn.Embedding, tokenizer, country_name: str | None,
+                       seed: int) -> torch.Tensor:
+    """The starting point p0 ``(n_tokens, hidden)``."""
+    weight = embedding.weight.detach().float().cpu()
+    gen = torch.Generator().manual_seed(seed)
+    if config.init == "random":
+        return torch.randn(config.n_tokens, weight.shape[1], generator=gen) * weight.std()
+    if config.init == "vocab":
+        return weight[torch.randint(0, weight.shape[0], (config.n_tokens,), generator=gen)].clone()
+    text = config.init_text or (f"You are a person from {country_name}." if country_name else "You are a person.")
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise CultureAlignError(f"--init-text {text!r} has no tokens")
+    ids = (ids * (config.n_tokens // len(ids) + 1))[: config.n_tokens]
+    return weight[torch.tensor(ids)].clone()
+
+
+class PromptSpace:
+    """Maps search vectors z ``(P, dim)`` to soft prompts ``(P, n_tokens, hidden)``: p = p0 + scale * sigma * B z.
+
+    B is the identity (``full``, dim = n_tokens * hidden) or a fixed random matrix with N(0, 1/dim) entries
+    (``subspace``), so that z ~ N(0, 1) gives perturbations at ``scale`` times the embedding scale sigma.
+    """
+
+    def __init__(self, p0: torch.Tensor, sigma: float, config: SoftPromptConfig, seed: int):
+        self.p0, self.config = p0.float(), config
+        self.step = float(config.scale * sigma)
+        n = p0.numel()
+        if config.space == "full":
+            self.dim, self.matrix = n, None
+        else:
+            gen = torch.Generator().manual_seed(seed + 7919)
+            self.dim = config.subspace_dim
+            self.matrix = torch.randn(n, self.dim, generator=gen) / np.sqrt(self.dim)
+
+    def __call__(self, z: np.ndarray) -> torch.Tensor:
+        z = torch.as_tensor(np.atleast_2d(z), dtype=torch.float32)
+        delta = z if self.matrix is None else z @ self.matrix.T
+        return self.p0.unsqueeze(0) + self.step * delta.view(z.shape[0], *self.p0.shape)
+
+
+@dataclass
+class SoftPrompt:
+    """A learned soft prompt with its placement and provenance."""
+
+    embeddings: torch.Tensor          # (n_tokens, hidden)
+    placement: str
+    metadata: dict
+
+    def save(self, folder: str | Path, base_model: str | None = None) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        emb = self.embeddings.detach().float().cpu().contiguous()
+        meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in
+                {**self.metadata, "placement": self.placement, "format": "culturealign-soft-prompt/1"}.items()}
+        atomic_write_bytes(folder / SOFT_PROMPT_FILE, save({"embeddings": emb}, metadata=meta))
+        atomic_write_json(folder / SOFT_PROMPT_JSON, {**self.metadata, "placement": self.placement,
+                                                      "n_tokens": emb.shape[0], "hidden_size": emb.shape[1]})
+        if self.placement == "prefix":
+            self._save_peft(folder, emb, meta, base_model)
+
+    def _save_peft(self, folder: Path, emb: torch.Tensor, meta: dict, base_model: str | None) -> None:
+        from peft import PromptTuningConfig
+
+        config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=emb.shape[0], token_dim=emb.shape[1],
+                                    num_transformer_submodules=1, base_model_name_or_path=base_model,
+                                    inference_mode=True)
+        atomic_write_json(folder / "adapter_config.json", config.to_dict())
+        atomic_write_bytes(folder / "adapter_model.safetensors",
+                           save({"prompt_embeddings": emb}, metadata={"format": "pt", **meta}))
+
+    @classmethod
+    def load(cls, folder: str | Path, expected_hidden_size: int | None = None) -> "SoftPrompt":
+        """Load a soft prompt folder (or file); a wrong hidden size or a corrupt file is a clear error."""
+        path = Path(folder)
+        file = path / SOFT_PROMPT_FILE if path.is_dir() else path
+        if not file.is_file():
+            raise CultureAlignError(f"no soft prompt at {path}: expected a folder written by `culturealign align` "
+                                    f"(with {SOFT_PROMPT_FILE})")
+        try:
+            tensors = load_file(file)
+            from safetensors import safe_open
+
+            with safe_open(file, "pt") as f:
+                meta = dict(f.metadata() or {})
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CultureAlignError(f"soft prompt file {file} is corrupt or not a safetensors file ({exc}); "
+                                    "re-run `culturealign align` or restore the file") from None
+        if "embeddings" not in tensors or tensors["embeddings"].dim() != 2:
+            raise CultureAlignError(f"soft prompt file {file} has no 2-D tensor 'embeddings'")
+        emb = tensors["embeddings"]
+        if expected_hidden_size is not None and emb.shape[1] != expected_hidden_size:
+            raise CultureAlignError(f"soft prompt {file} has hidden size {emb.shape[1]} but the model has "
+                                    f"{expected_hidden_size}: it was learned for another model "
+                                    f"({meta.get('model', 'unknown')}); pass the matching --model")
+        placement = meta.pop("placement", "prefix")
+        meta.pop("format", None)
+        decoded = {}
+        for k, v in meta.items():
+            try:
+                decoded[k] = json.loads(v)
+            except json.JSONDecodeError:
+                decoded[k] = v
+        return cls(emb, placement, decoded)

@@ -1,0 +1,164 @@
+"""Alignment runs on the tiny model: determinism, resume after SIGKILL, files, PEFT export, errors."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from culturealign.align import AlignConfig, align
+from culturealign.cli import app
+from culturealign.measure import MeasureConfig, Session
+from culturealign.models import LoadedModel
+from culturealign.softprompt import PromptSpace, SoftPrompt, SoftPromptConfig
+from culturealign.errors import CultureAlignError
+
+
+def _session(tiny_model, tiny_tokenizer):
+    lm = LoadedModel(tiny_model, tiny_tokenizer, "tiny", "tiny")
+    return Session(MeasureConfig(model="tiny", constants="zero", order="forward"), lm=lm)
+
+
+def _config(seed=0, **kw):
+    soft = SoftPromptConfig(n_tokens=kw.pop("n_tokens", 3), placement=kw.pop("placement", "suffix"),
+                            space=kw.pop("space", "subspace"), subspace_dim=8, scale=kw.pop("scale", 2.0))
+    return AlignConfig(country="CN", popsize=4, budget=kw.pop("budget", 16), seed=seed, soft=soft,
+                       measure=MeasureConfig(model="tiny", constants="zero", order="forward"), **kw)
+
+
+def test_same_seed_same_result_and_files(tmp_path, tiny_model, tiny_tokenizer):
+    session = _session(tiny_model, tiny_tokenizer)
+    a = align(_config(seed=1), tmp_path / "a", session=session)
+    b = align(_config(seed=1), tmp_path / "b", session=session)
+    c = align(_config(seed=2), tmp_path / "c", session=session)
+    assert a["best"]["loss"] == b["best"]["loss"] != c["best"]["loss"]
+    pa, pb = SoftPrompt.load(tmp_path / "a"), SoftPrompt.load(tmp_path / "b")
+    assert torch.equal(pa.embeddings, pb.embeddings)
+    assert a["status"] == "finished" and a["evaluations"] == 16 and a["generations"] == 4
+    assert {"config", "seed", "constants", "country", "versions", "wall_time_s"} <= set(a)
+    history = (tmp_path / "a" / "history.csv").read_text().splitlines()
+    assert len(history) == 5 and history[0].startswith("generation,evaluations,best_loss,median_loss")
+    best = [float(line.split(",")[2]) for line in history[1:]]
+    assert best == sorted(best, reverse=True) and best[-1] == pytest.approx(a["best"]["loss"])
+    # the saved prompt reproduces the recorded loss and carries its provenance
+    assert pa.metadata["country"] == "China" and pa.metadata["seed"] == 1 and pa.placement == "suffix"
+    rec = session.measure(session.objective(pa and __import__("culturealign.targets").targets.lookup("CN")).target,
+                          "naive", pa.embeddings.unsqueeze(0), pa.placement)
+    assert rec["loss"] == pytest.approx(a["best"]["loss"], abs=1e-4)
+
+
+def test_existing_run_folder_is_not_overwritten(tmp_path, tiny_model, tiny_tokenizer):
+    session = _session(tiny_model, tiny_tokenizer)
+    align(_config(budget=4), tmp_path / "r", session=session)
+    with pytest.raises(CultureAlignError, match="--force"):
+        align(_config(budget=4), tmp_path / "r", session=session)
+    assert align(_config(budget=8), tmp_path / "r", session=session, force=True)["evaluations"] == 8
+
+
+def test_search_spaces_map_to_the_embedding_scale():
+    p0 = torch.zeros(4, 16)
+    z = np.random.default_rng(0).standard_normal((200, 32))
+    sub = PromptSpace(p0, 0.5, SoftPromptConfig(n_tokens=4, space="subspace", subspace_dim=32, scale=2.0), seed=0)
+    assert sub(z).shape == (200, 4, 16)
+    assert sub(z).std().item() == pytest.approx(1.0, rel=0.1)  # scale 2 x sigma 0.5
+    full = PromptSpace(p0, 0.5, SoftPromptConfig(n_tokens=4, space="full", scale=1.0), seed=0)
+    assert full.dim == 64 and torch.allclose(full(np.ones(64))[0], torch.full((4, 16), 0.5))
+
+
+def _cli(*args, env):
+    return subprocess.Popen([sys.executable, "-m", "culturealign.cli", *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_model_dir):
+    env = {**os.environ, "CULTUREALIGN_CACHE": str(tmp_path / "cache")}
+    common = ["align", "--country", "IN", "--model", tiny_model_dir, "--constants", "zero", "--order", "forward",
+              "--popsize", "4", "--budget", "120", "--n-tokens", "2", "--subspace-dim", "8", "--seed", "5", "--json"]
+    full = _cli(*common, "--out", tmp_path / "full", env=env)
+    out_full, err = full.communicate(timeout=600)
+    assert full.returncode == 0, err
+    killed = _cli(*common, "--out", tmp_path / "killed", env=env)
+    history = tmp_path / "killed" / "history.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if history.exists() and len(history.read_text().splitlines()) >= 4:  # three generations done
+            break
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert killed.returncode == -signal.SIGKILL
+    run = json.loads((tmp_path / "killed" / "run.json").read_text())
+    assert run["status"] == "running"  # it really died mid-way
+    resumed = _cli("align", "--out", tmp_path / "killed", "--resume", "--json", env=env)
+    out_resumed, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    a, b = json.loads(out_full), json.loads(out_resumed)
+    assert b["evaluations"] == a["evaluations"] == 120
+    assert b["best"]["loss"] == a["best"]["loss"]
+    assert torch.equal(SoftPrompt.load(tmp_path / "full").embeddings, SoftPrompt.load(tmp_path / "killed").embeddings)
+    assert (tmp_path / "full" / "history.csv").read_text() == history.read_text()
+
+
+def test_peft_adapter_loads_and_matches_our_prefix_scoring(tmp_path, tiny_tokenizer):
+    from peft import PeftModel
+
+    from conftest import make_model
+    from culturealign.prompts import PromptConfig, build_rows
+    from culturealign.scoring import SurveyScorer
+    from culturealign.instrument import Questionnaire
+
+    ours, base = make_model(tiny_tokenizer), make_model(tiny_tokenizer)
+    emb = torch.randn(3, 32, generator=torch.Generator().manual_seed(0))
+    SoftPrompt(emb, "prefix", {"country": "China"}).save(tmp_path / "sp", base_model="tiny")
+    peft_model = PeftModel.from_pretrained(base, tmp_path / "sp").eval()
+    rows = build_rows(Questionnaire.builtin(), tiny_tokenizer, PromptConfig("naive", order="forward"))[:4]
+    scorer = SurveyScorer(ours, tiny_tokenizer, rows)
+    probs = scorer.score(emb.unsqueeze(0), "prefix").probs[0]
+    for r in range(len(rows)):
+        ids = torch.tensor([scorer.head_ids[r] + scorer.tail_ids[r]])
+        with torch.no_grad():
+            logits = peft_model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1]
+        peft_probs = torch.softmax(logits[scorer.option_ids], -1).numpy()
+        np.testing.assert_allclose(peft_probs, probs[r], atol=1e-5)
+    # and a plain model without the adapter gives something else
+    assert np.abs(scorer.score(None).probs[0] - probs).max() > 1e-3
+
+
+def test_soft_prompt_errors_are_clear(tmp_path, tiny_model_dir):
+    SoftPrompt(torch.zeros(2, 64), "suffix", {"model": "other"}).save(tmp_path / "wide")
+    runner = CliRunner()
+    res = runner.invoke(app, ["measure", "--country", "CN", "--model", str(tiny_model_dir), "--constants", "zero",
+                              "--soft-prompt", str(tmp_path / "wide")])
+    assert res.exit_code == 2 and "hidden size 64 but the model has 32" in res.output and "Traceback" not in res.output
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "soft_prompt.safetensors").write_bytes(b"\x00garbage" * 10)
+    res = runner.invoke(app, ["measure", "--country", "CN", "--model", str(tiny_model_dir), "--constants", "zero",
+                              "--soft-prompt", str(tmp_path / "bad")])
+    assert res.exit_code == 2 and "corrupt" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["align", "--out", str(tmp_path / "nothing"), "--resume", "--country", "CN"])
+    assert res.exit_code == 2 and "cannot resume" in res.output
+
+
+def test_compare_and_generate_with_a_run(tmp_path, tiny_model_dir):
+    runner = CliRunner()
+    res = runner.invoke(app, ["align", "--country", "CN", "--out", str(tmp_path / "run"), "--model", str(tiny_model_dir),
+                              "--constants", "zero", "--order", "forward", "--popsize", "4", "--budget", "8",
+                              "--placement", "prefix", "--json"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "run" / "adapter_config.json").is_file()  # prefix placement exports a PEFT adapter
+    res = runner.invoke(app, ["compare", str(tmp_path / "run"), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    methods = [r["method"] for r in out["rows"]]
+    assert methods == ["target", "reference mean", "naive", "persona", "icl", str(tmp_path / "run")]
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert out["rows"][-1]["loss"] == pytest.approx(run["best"]["loss"], abs=1e-4)
+    assert out["rows"][1]["loss"] == pytest.approx(run["reference_mean_loss"])
+    res = runner.invoke(app, ["generate", "--soft-prompt", str(tmp_path / "run"), "--model", str(tiny_model_dir),
+                              "--max-new-tokens", "5", "Hello"])
+    assert res.exit_code == 0, res.output
