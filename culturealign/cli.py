@@ -306,6 +306,124 @@ def generate(
         typer.echo(run_generate(lm, line, sp, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed))
 
 
+evaluate_app = typer.Typer(no_args_is_help=True, help="Held-out checks of a (soft-prompted) model.")
+app.add_typer(evaluate_app, name="evaluate")
+
+
+@evaluate_app.command("culturalbench")
+@_clean_errors
+def evaluate_culturalbench(
+    country: str = typer.Option("all", "--country", "-c", help="questions about this country, or all"),
+    soft_prompt: Optional[Path] = typer.Option(None, "--soft-prompt", help="a run folder written by `align`"),
+    prompt: str = typer.Option("naive", "--prompt", help="naive, persona or icl (persona/icl need a country)"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="first N questions only"),
+    model: Optional[str] = typer.Option(None, "--model", help="default: the soft prompt's model, else 'default'"),
+    device: str = DeviceOpt, dtype: str = DtypeOpt, batch_size: int = BatchOpt,
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """CulturalBench-Hard: accuracy per True/False judgement and per question (all four judgements right)."""
+    from .culturalbench import culturalbench_metrics, load_culturalbench, score_judgements
+    from .instrument import Questionnaire
+    from .models import load_model
+    from .prompts import system_message
+    from .softprompt import SoftPrompt
+    from .targets import lookup
+
+    judgements = load_culturalbench(None if country == "all" else country, limit)
+    target = None
+    if prompt != "naive":
+        if country == "all":
+            raise CultureAlignError(f"--prompt {prompt} needs a --country (the persona's)")
+        target = lookup(country)
+    sp = SoftPrompt.load(soft_prompt) if soft_prompt else None
+    lm = load_model(model or (sp.metadata.get("model") if sp else None) or "default", device, dtype)
+    if sp is not None:
+        sp = SoftPrompt.load(soft_prompt, expected_hidden_size=lm.model.get_input_embeddings().weight.shape[1])
+    system = system_message(prompt, target, Questionnaire.builtin())
+    p_true = score_judgements(lm, judgements, system, sp, batch_size)
+    result = {"country": country, "prompt": prompt, "soft_prompt": str(soft_prompt) if soft_prompt else None,
+              "model": lm.model_id, **culturalbench_metrics(judgements, p_true)}
+    if as_json:
+        sys.stdout.write(to_json(result) + "\n")
+    else:
+        reporting.print_culturalbench(result)
+
+
+@evaluate_app.command("robustness")
+@_clean_errors
+def evaluate_robustness(
+    soft_prompt: Path = typer.Option(..., "--soft-prompt", help="a run folder written by `align`"),
+    questionnaire: Optional[Path] = typer.Option(None, "--questionnaire", help="another questionnaire file (rewording, translation), e.g. examples/vsm2013-reworded.json"),
+    device: str = DeviceOpt, dtype: str = DtypeOpt,
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """The aligned profile and loss under another questionnaire and each option order, next to the training loss."""
+    from .evaluation import robustness
+
+    result = robustness(soft_prompt, questionnaire, device, dtype)
+    if as_json:
+        sys.stdout.write(to_json(result) + "\n")
+    else:
+        reporting.print_robustness(result)
+
+
+@app.command()
+@_clean_errors
+def experiment(
+    countries: str = typer.Option("US,CN,IN,SA", "--countries", help="comma-separated target countries"),
+    seeds: int = typer.Option(5, "--seeds", help="alignment seeds per country (0..N-1)"),
+    out: Path = typer.Option(..., "--out", help="experiment folder"),
+    budget: int = typer.Option(320, "--budget", help="candidate evaluations per alignment run"),
+    popsize: int = typer.Option(16, "--popsize"),
+    optimizer: str = typer.Option("de", "--optimizer", help="de, cma or random"),
+    n_tokens: int = typer.Option(8, "--n-tokens"), placement: str = typer.Option("suffix", "--placement"),
+    space: str = typer.Option("subspace", "--space"), subspace_dim: int = typer.Option(64, "--subspace-dim"),
+    scale: float = typer.Option(1.0, "--scale"),
+    culturalbench_limit: int = typer.Option(20, "--culturalbench-limit", help="CulturalBench questions per country (0: skip; -1: all)"),
+    model: str = ModelOpt, device: str = DeviceOpt, dtype: str = DtypeOpt, constants: str = ConstantsOpt,
+    resume: bool = typer.Option(False, "--resume", help="continue an interrupted experiment in --out"),
+    force: bool = typer.Option(False, "--force", help="start over in an existing folder"),
+    as_json: bool = typer.Option(False, "--json", help="print results.json at the end"),
+) -> None:
+    """Every method x country x seed on the VSM loss and CulturalBench, with 95 % CIs and paired tests."""
+    from .align import AlignConfig
+    from .experiment import ExperimentConfig, run_experiment
+    from .softprompt import SoftPromptConfig
+    from .targets import lookup_many
+
+    names = [c.strip() for c in countries.split(",") if c.strip()]
+    targets = lookup_many(names)
+    for t in targets:
+        t.vector()
+    mcfg = _config(model, device, dtype, None, constants, False, None)
+    soft = SoftPromptConfig(n_tokens=n_tokens, placement=placement, space=space, subspace_dim=subspace_dim, scale=scale)
+    acfg = AlignConfig(country="", optimizer=optimizer, popsize=popsize, budget=budget, soft=soft, measure=mcfg)
+    config = ExperimentConfig(countries=[t.name for t in targets], seeds=seeds, align=acfg,
+                              culturalbench_limit=None if culturalbench_limit < 0 else culturalbench_limit)
+    say = (lambda msg: reporting.console.print(f"[dim]{msg}[/]")) if not as_json else None
+    results = run_experiment(config, out, resume=resume, force=force, on_unit=say)
+    if as_json:
+        sys.stdout.write(to_json(results) + "\n")
+    else:
+        reporting.print_experiment(results)
+        reporting.console.print(f"results in {out / 'results.json'}; figures: `culturealign report {out}`")
+
+
+@app.command()
+@_clean_errors
+def report(
+    folder: Path = typer.Argument(..., help="an experiment folder or a run folder"),
+    out: Optional[Path] = typer.Option(None, "--out", help="where to write report.html and the PNG figures (default: the folder)"),
+) -> None:
+    """A self-contained HTML report with figures (radar charts, convergence, per-dimension errors) and tables."""
+    from .report import write_report
+
+    if not folder.is_dir():
+        raise CultureAlignError(f"{folder} is not a folder")
+    path = write_report(folder, out)
+    reporting.console.print(f"wrote {path}")
+
+
 def main() -> None:
     app()
 

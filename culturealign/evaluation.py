@@ -7,7 +7,7 @@ import numpy as np
 
 from .errors import CultureAlignError
 from .instrument import DIMENSIONS
-from .measure import Session, measurement_record
+from .measure import MeasureConfig, Session, measurement_record
 from .softprompt import SoftPrompt
 from .targets import CountryTarget
 
@@ -45,6 +45,50 @@ def compare(session: Session, country: CountryTarget, soft_prompts: dict[str, So
                      "loss": rec["loss"], "diagnostics": rec["diagnostics"]})
     return {"country": country.to_dict(), "loss_dimensions": objective.dimensions,
             "constants": session.constants.to_dict(), "rows": rows}
+
+
+def robustness(run_dir: str | Path, questionnaire: str | Path | None = None, device: str = "cpu",
+               dtype: str = "float32") -> dict:
+    """The aligned profile and loss of a run's soft prompt on its training survey, with each option order alone,
+    and (if given) on another questionnaire file, all under the run's own constants.
+
+    Returns ``{"country", "loss_dimensions", "constants", "conditions": [{"condition", "questionnaire", "order",
+    "loss", "indices", "diagnostics"}]}``; the first condition is the training one.
+    """
+    from dataclasses import replace
+
+    from . import constants as consts
+    from .targets import lookup
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "run.json").is_file():
+        raise CultureAlignError(f"{run_dir} is not a run folder written by `culturealign align` (no run.json)")
+    import json
+
+    run = json.loads((run_dir / "run.json").read_text())
+    train = MeasureConfig(**run["config"]["measure"])
+    train.device, train.dtype = device, dtype
+    fixed = consts.Constants(np.array([run["constants"]["values"][d] for d in DIMENSIONS]), run["constants"]["kind"],
+                             {"from_run": str(run_dir)})
+    country = lookup(run["config"]["country"])
+    conditions = [("training", train)]
+    for order in ("forward", "reverse"):
+        if train.order != order:
+            conditions.append((f"{order} order only", replace(train, order=order)))
+    if questionnaire is not None:
+        conditions.append((f"questionnaire {Path(questionnaire).name}", replace(train, questionnaire=str(questionnaire))))
+    lm, out = None, []
+    for name, cfg in conditions:
+        session = Session(cfg, lm=lm, constants=fixed)
+        lm = session.lm
+        prompt, style = load_run_prompt(run_dir, session)
+        rec = session.measure(country, style, prompt.embeddings.unsqueeze(0), prompt.placement)
+        plain = session.measure(country, style)
+        out.append({"condition": name, "questionnaire": session.questionnaire.source, "order": cfg.order,
+                    "loss": rec["loss"], "plain_loss": plain["loss"],
+                    "indices": {d: rec["indices"][d]["model"] for d in DIMENSIONS}, "diagnostics": rec["diagnostics"]})
+    return {"country": country.to_dict(), "run": str(run_dir), "prompt": style,
+            "loss_dimensions": rec["loss_dimensions"], "constants": fixed.to_dict(), "conditions": out}
 
 
 def best_baseline(result: dict) -> tuple[str, float]:

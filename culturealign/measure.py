@@ -68,7 +68,8 @@ def library_versions() -> dict[str, str]:
 class Session:
     """A loaded model and questionnaire with resolved constants: the context of every command."""
 
-    def __init__(self, config: MeasureConfig, lm: LoadedModel | None = None):
+    def __init__(self, config: MeasureConfig, lm: LoadedModel | None = None,
+                 constants: consts.Constants | None = None):
         if config.answer_mode not in ("distribution", "sample"):
             raise CultureAlignError("--answer-mode must be 'distribution' or 'sample'")
         self.config = config
@@ -77,7 +78,7 @@ class Session:
         config.prompt("naive")  # validates labels and order before the model loads
         self.lm = lm or load_model(config.model, config.device, config.dtype)
         self._surveys: dict[tuple, Survey] = {}
-        self._constants: consts.Constants | None = None
+        self._constants = constants  # None: resolved from config.constants on first use
 
     # ---- building blocks ----------------------------------------------------------------------------------------
     def survey(self, style: str, country: CountryTarget | None) -> Survey:

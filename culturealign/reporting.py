@@ -141,3 +141,35 @@ def print_comparison(result: dict) -> None:
         table.add_row(row["method"], *[_fmt(row["indices"][d], 0 if row["method"] == "target" else 1) for d in DIMENSIONS],
                       "" if row["method"] == "target" else f"{row['loss']:.1f}", _fmt(diag.get("order_correlation"), 2))
     console.print(table)
+
+
+def print_culturalbench(result: dict) -> None:
+    console.print(f"[bold]CulturalBench-Hard[/] ({result['country']}, prompt {result['prompt']}"
+                  + (f", soft prompt {result['soft_prompt']}" if result["soft_prompt"] else "") + ")")
+    console.print(f"  judgement accuracy {result['judgement_accuracy']:.3f} over {result['n_judgements']} judgements; "
+                  f"question accuracy {result['question_accuracy']:.3f} over {result['n_questions']} questions")
+
+
+def print_robustness(result: dict) -> None:
+    table = Table(title=f"Robustness of {result['run']} ({result['country']['name']}, constants fixed from the run)")
+    for col in ("condition", *DIMENSIONS, "loss (soft prompt)", f"loss ({result['prompt']}, no soft prompt)", "order r"):
+        table.add_column(col, justify="left" if col == "condition" else "right")
+    for c in result["conditions"]:
+        table.add_row(c["condition"], *[_fmt(c["indices"][d]) for d in DIMENSIONS], f"{c['loss']:.1f}",
+                      f"{c['plain_loss']:.1f}", _fmt(c["diagnostics"]["order_correlation"], 2))
+    console.print(table)
+
+
+def print_experiment(results: dict) -> None:
+    table = Table(title="VSM L1 loss: mean [95 % CI] over seeds; CulturalBench question accuracy")
+    for col in ("country", "method", "loss", "CulturalBench", "soft prompt vs method: p (paired t)"):
+        table.add_column(col)
+    for country, entry in results["summary"].items():
+        for method, v in entry["methods"].items():
+            loss = v["loss"]
+            ci = f"{loss['mean']:.1f}" + (f" [{loss['low']:.1f}, {loss['high']:.1f}]" if loss["n"] > 1 else "")
+            bench = v.get("culturalbench_question_accuracy")
+            test = entry["soft_prompt_vs"].get(method)
+            table.add_row(country, method, ci, _fmt(bench["mean"], 3) if bench else "-",
+                          _fmt(test["p_value_t"], 3) if test else "")
+    console.print(table)
