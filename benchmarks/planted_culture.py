@@ -30,15 +30,12 @@ PAPER_COUNTRIES = ("U.S.A.", "China", "India", "Saudi Arabia")
 PLANTED_COUNTRIES = tuple(dict.fromkeys(REFERENCE_COUNTRIES + PAPER_COUNTRIES))
 
 
-def tilted(mean: float) -> np.ndarray:
-    """The exponential-family distribution on 1..5 with the given mean (p_k proportional to exp(theta k))."""
-    k = np.arange(1, 6)
-    lo, hi = -20.0, 20.0
-    for _ in range(100):
-        theta = (lo + hi) / 2
-        p = np.exp(theta * (k - 3))
-        p /= p.sum()
-        lo, hi = (theta, hi) if p @ k < mean else (lo, theta)
+def two_point(mean: float) -> np.ndarray:
+    """The distribution on 1..5 with the given mean and all mass on the two nearest answers (low entropy, so a
+    country's answers differ sharply from another's and the model has a strong signal to learn)."""
+    lower = int(np.clip(np.floor(mean), 1, 4))
+    p = np.zeros(5)
+    p[lower - 1], p[lower] = lower + 1 - mean, mean - lower
     return p
 
 
@@ -59,16 +56,16 @@ def training_rows(tokenizer, questionnaire, labels: str = "letters"):
         style = "naive" if country is None else "persona"
         cfg = PromptConfig(style, labels=labels, order="both")
         for row in build_rows(questionnaire, tokenizer, cfg, lookup(country) if country else None):
-            p = tilted(mu[row.item - 1])
+            p = two_point(mu[row.item - 1])
             rows.append(row)
             targets.append(p[::-1] if row.reversed else p)  # listed order
     return rows, np.array(targets)
 
 
-def train_planted(steps: int = 400, hidden: int = 64, layers: int = 2, seed: int = 0, lr: float = 3e-3,
+def train_planted(steps: int = 800, hidden: int = 64, layers: int = 2, seed: int = 0, lr: float = 5e-3,
                   verbose: bool = True) -> LoadedModel:
     """Train (or load from the cache) the planted-culture model."""
-    key = hashlib.sha256(json.dumps([steps, hidden, layers, seed, lr, PLANTED_COUNTRIES, 2]).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps([steps, hidden, layers, seed, lr, PLANTED_COUNTRIES, 3]).encode()).hexdigest()[:12]
     folder = cache_dir() / "planted" / key
     q = Questionnaire.builtin()
     if (folder / "config.json").is_file():
@@ -97,7 +94,7 @@ def train_planted(steps: int = 400, hidden: int = 64, layers: int = 2, seed: int
     gen = torch.Generator().manual_seed(seed)
     start = time.time()
     for step in range(steps):
-        batch = torch.randperm(len(ids), generator=gen)[:96]
+        batch = torch.randperm(len(ids), generator=gen)[:64]
         logits = model(input_ids=input_ids[batch], attention_mask=mask[batch], position_ids=positions[batch],
                        logits_to_keep=1).logits[:, -1]
         logp = torch.log_softmax(logits, -1)[:, option_ids]
@@ -118,7 +115,7 @@ def train_planted(steps: int = 400, hidden: int = 64, layers: int = 2, seed: int
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--steps", type=int, default=800)
     args = ap.parse_args()
     from culturealign.measure import MeasureConfig, Session
 

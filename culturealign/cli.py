@@ -47,11 +47,12 @@ PrefixOpt = typer.Option("", "--answer-prefix", help="text that starts the assis
 AnswerModeOpt = typer.Option("distribution", "--answer-mode", help="distribution (next-token probabilities) or sample (generate text, CAT protocol)")
 SamplesOpt = typer.Option(20, "--samples", help="replies per item in sample mode")
 SeedOpt = typer.Option(0, "--seed", help="random seed")
-BatchOpt = typer.Option(24, "--batch-size", help="sequences per forward pass")
+BatchOpt = typer.Option(24, "--batch-size", help="most sequences per forward pass")
+MemoryOpt = typer.Option(None, "--max-memory", help="memory limit in MB for one forward pass; batches shrink to fit")
 
 
 def _config(model, device, dtype, questionnaire, constants, cat_mas, dimensions, order="both", labels="letters",
-            answer_prefix="", answer_mode="distribution", samples=20, seed=0, batch_size=24):
+            answer_prefix="", answer_mode="distribution", samples=20, seed=0, batch_size=24, max_memory=None):
     from .measure import MeasureConfig
     from .objective import parse_dimensions
 
@@ -59,7 +60,7 @@ def _config(model, device, dtype, questionnaire, constants, cat_mas, dimensions,
                          questionnaire=str(questionnaire) if questionnaire else None,
                          mas_weight=MAS_WEIGHT_CAT if cat_mas else MAS_WEIGHT_MANUAL, constants=constants,
                          labels=labels, answer_prefix=answer_prefix, order=order, answer_mode=answer_mode,
-                         samples=samples, seed=seed, batch_size=batch_size,
+                         samples=samples, seed=seed, batch_size=batch_size, max_memory_mb=max_memory,
                          dimensions=parse_dimensions(dimensions) if dimensions else None)
 
 
@@ -103,7 +104,7 @@ def measure(
     questionnaire: Optional[Path] = QuestionnaireOpt, constants: str = ConstantsOpt, cat_mas_weight: bool = MasOpt,
     dimensions: Optional[str] = DimensionsOpt, order: str = OrderOpt, labels: str = LabelsOpt,
     answer_prefix: str = PrefixOpt, answer_mode: str = AnswerModeOpt, samples: int = SamplesOpt, seed: int = SeedOpt,
-    batch_size: int = BatchOpt,
+    batch_size: int = BatchOpt, max_memory: Optional[float] = MemoryOpt,
     soft_prompt: Optional[Path] = typer.Option(None, "--soft-prompt", help="a soft prompt folder written by `align`"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object (schema in the README)"),
     out: Optional[Path] = typer.Option(None, "--out", help="also write measurement.json into this folder"),
@@ -118,7 +119,7 @@ def measure(
         raise CultureAlignError("give at least one --country (see `culturealign countries`)")
     targets = lookup_many(country)
     cfg = _config(model, device, dtype, questionnaire, constants, cat_mas_weight, dimensions, order, labels,
-                  answer_prefix, answer_mode, samples, seed, batch_size)
+                  answer_prefix, answer_mode, samples, seed, batch_size, max_memory)
     for t in targets:
         t.vector(cfg.dimensions or DIMENSIONS)  # a missing dimension fails before the model loads
     if out is not None:
@@ -193,6 +194,7 @@ def align(
     questionnaire: Optional[Path] = QuestionnaireOpt, constants: str = ConstantsOpt, cat_mas_weight: bool = MasOpt,
     dimensions: Optional[str] = DimensionsOpt, order: str = OrderOpt, labels: str = LabelsOpt,
     answer_prefix: str = PrefixOpt, seed: int = SeedOpt, batch_size: int = BatchOpt,
+    max_memory: Optional[float] = MemoryOpt,
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run in --out (its saved configuration is used)"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing run folder"),
     as_json: bool = typer.Option(False, "--json", help="print run.json at the end"),
@@ -211,7 +213,7 @@ def align(
         soft = SoftPromptConfig(n_tokens=n_tokens, placement=placement, init=init, init_text=init_text, space=space,
                                 subspace_dim=subspace_dim, scale=scale)
         mcfg = _config(model, device, dtype, questionnaire, constants, cat_mas_weight, dimensions, order, labels,
-                       answer_prefix, seed=seed, batch_size=batch_size)
+                       answer_prefix, seed=seed, batch_size=batch_size, max_memory=max_memory)
         config = AlignConfig(country=country, prompt=prompt, optimizer=optimizer, popsize=popsize, budget=budget,
                              seed=seed, patience=patience, soft=soft, measure=mcfg)
     with reporting.AlignProgress(enabled=not as_json) as progress:

@@ -45,6 +45,7 @@ class MeasureConfig:
     samples: int = 20
     seed: int = 0
     batch_size: int = 24
+    max_memory_mb: float | None = None    # batches shrink to fit this (estimated) memory per forward pass
     scoring: str = "auto"
     dimensions: list[str] | None = None   # None = all six
 
@@ -86,7 +87,7 @@ class Session:
         if key not in self._surveys:
             self._surveys[key] = Survey(self.lm, self.questionnaire, self.config.prompt(style),
                                         country if style != "naive" else None, self.config.batch_size,
-                                        scoring=self.config.scoring)
+                                        scoring=self.config.scoring, max_memory_mb=self.config.max_memory_mb)
         return self._surveys[key]
 
     def answers(self, style: str, country: CountryTarget | None, soft_prompt: torch.Tensor | None = None,

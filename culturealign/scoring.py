@@ -40,15 +40,19 @@ class SurveyScorer:
     model, tokenizer: a Hugging Face causal LM (frozen, eval mode) and its tokenizer.
     rows: the survey rows (see :func:`culturealign.prompts.build_rows`).
     labels: the option labels in listed order, e.g. ``["1", ..., "5"]``.
-    batch_size: sequences per forward pass.
+    batch_size: most sequences per forward pass.
+    max_memory_mb: optional memory limit; batches shrink so that the estimated key-value cache and activations of a
+        forward pass stay under it (see :meth:`batch_for`).
     use_cache: reuse key-value caches of shared prefixes (results agree with the uncached path to ~1e-5).
     scoring: ``"auto"`` (next token when every label is one token, else sequence), ``"next_token"`` or ``"sequence"``.
     """
 
     def __init__(self, model, tokenizer, rows: Sequence[SurveyRow], labels: Sequence[str] = LABELS["digits"],
-                 batch_size: int = 24, use_cache: bool = True, scoring: str = "auto"):
+                 batch_size: int = 24, use_cache: bool = True, scoring: str = "auto",
+                 max_memory_mb: float | None = None):
         self.model, self.tokenizer, self.rows = model, tokenizer, list(rows)
         self.labels, self.batch_size, self.use_cache = list(labels), max(1, int(batch_size)), use_cache
+        self.max_memory_mb = max_memory_mb
         self.embedding = model.get_input_embeddings()
         self.hidden_size = self.embedding.weight.shape[1]
         self.device = self.embedding.weight.device
@@ -124,6 +128,36 @@ class SurveyScorer:
     def _embed(self, ids: Sequence[int]) -> torch.Tensor:
         return self.embedding(torch.tensor(ids, dtype=torch.long, device=self.device))
 
+    # ---- batching under a memory limit ----------------------------------------------------------------------------
+    def sequence_bytes(self, cached: int, new: int, keep: int = 1) -> int:
+        """Estimated bytes one sequence needs in a forward pass: its copy of a cached prefix and its own key-value
+        entries, hidden activations of the new tokens, and the kept logits."""
+        cfg = self.model.config
+        layers = getattr(cfg, "num_hidden_layers", 1)
+        heads = getattr(cfg, "num_attention_heads", 1)
+        kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+        head_dim = getattr(cfg, "head_dim", None) or self.hidden_size // heads
+        inter = getattr(cfg, "intermediate_size", 4 * self.hidden_size)
+        width = torch.finfo(self.dtype).bits // 8
+        kv = 2 * layers * kv_heads * head_dim * (cached + new) * width
+        activations = new * (4 * self.hidden_size + 2 * inter) * width + heads * new * (cached + new) * width
+        return kv + activations + keep * cfg.vocab_size * 4
+
+    def batch_for(self, cached: int, new: int, keep: int = 1) -> int:
+        """Sequences per forward pass: ``batch_size``, reduced to fit ``max_memory_mb`` when it is set."""
+        if not self.max_memory_mb:
+            return self.batch_size
+        fit = int(self.max_memory_mb * 2 ** 20 // max(1, self.sequence_bytes(cached, new, keep)))
+        if fit < 1:
+            raise CultureAlignError(f"--max-memory {self.max_memory_mb:g} MB is too small for one sequence of "
+                                    f"{cached + new} tokens (needs ~{self.sequence_bytes(cached, new, keep) / 2**20:.0f} MB)")
+        return min(self.batch_size, fit)
+
+    def _batches(self, units: list, cached: int, new: int, keep: int = 1):
+        size = self.batch_for(cached, new, keep)
+        for start in range(0, len(units), size):
+            yield units[start:start + size]
+
     # ---- forward helpers --------------------------------------------------------------------------------------
     def _pairs(self, n_candidates: int) -> list[tuple[int, int]]:
         return [(p, r) for p in range(n_candidates) for r in range(self.n_rows)]
@@ -174,8 +208,8 @@ class SurveyScorer:
     def _score_uncached(self, soft: torch.Tensor, placement: str) -> RowScores:
         def chunks():
             pairs = self._pairs(soft.shape[0])
-            for start in range(0, len(pairs), self.batch_size):
-                batch = pairs[start:start + self.batch_size]
+            longest = max(len(h) + len(t) for h, t in zip(self.head_ids, self.tail_ids)) + soft.shape[1]
+            for batch in self._batches(pairs, cached=0, new=longest):
                 embeds, mask = self._left_pad([self.sequence_embeds(soft[c], r, placement) for c, r in batch])
                 logits, _ = self._forward(embeds, mask)
                 yield (batch, *self._option_scores(logits[:, -1]))
@@ -191,8 +225,7 @@ class SurveyScorer:
 
         def chunks():
             pairs = self._pairs(soft.shape[0])
-            for start in range(0, len(pairs), self.batch_size):
-                batch = pairs[start:start + self.batch_size]
+            for batch in self._batches(pairs, cached=prefix.shape[1], new=max(x.shape[0] for x in rest)):
                 index = torch.tensor([c for c, _ in batch], device=self.device)
                 embeds, mask = self._left_pad([rest[r] for _, r in batch])
                 logits, _ = self._forward(embeds, mask, self._gather_cache(prefix_cache, index),
@@ -210,8 +243,8 @@ class SurveyScorer:
 
         def chunks():
             pairs = self._pairs(soft.shape[0])
-            for start in range(0, len(pairs), self.batch_size):
-                batch = pairs[start:start + self.batch_size]
+            new = soft.shape[1] + max(t.shape[0] for t in tails)
+            for batch in self._batches(pairs, cached=head_mask.shape[1], new=new):
                 index = torch.tensor([r for _, r in batch], device=self.device)
                 embeds, mask = self._left_pad([torch.cat([soft[c], tails[r]]) for c, r in batch])
                 logits, _ = self._forward(embeds, mask, self._gather_cache(head_cache, index),
@@ -224,8 +257,8 @@ class SurveyScorer:
         keep = max(len(c) for c in self.continuations) + 1
         units = [(c, r, k) for c, r in self._pairs(soft.shape[0]) for k in range(len(self.labels))]
         loglik = torch.zeros(soft.shape[0], self.n_rows, len(self.labels))
-        for start in range(0, len(units), self.batch_size):
-            batch = units[start:start + self.batch_size]
+        longest = max(len(h) + len(t) for h, t in zip(self.head_ids, self.tail_ids)) + soft.shape[1] + keep
+        for batch in self._batches(units, cached=0, new=longest, keep=keep):
             seqs = [torch.cat([self.sequence_embeds(soft[c], r, placement), self._embed(self.continuations[k])])
                     for c, r, k in batch]
             embeds, mask = self._left_pad(seqs)

@@ -80,12 +80,12 @@ class Survey:
 
     def __init__(self, lm: LoadedModel, questionnaire: Questionnaire, prompt: PromptConfig,
                  country: CountryTarget | None = None, batch_size: int = 24, use_cache: bool = True,
-                 scoring: str = "auto"):
+                 scoring: str = "auto", max_memory_mb: float | None = None):
         self.lm, self.questionnaire, self.prompt, self.country = lm, questionnaire, prompt, country
         self.rows = build_rows(questionnaire, lm.tokenizer, prompt, country)
         self.orders = ["forward", "reverse"] if prompt.order == "both" else [prompt.order]
         self.scorer = SurveyScorer(lm.model, lm.tokenizer, self.rows, LABELS[prompt.labels], batch_size,
-                                   use_cache, scoring)
+                                   use_cache, scoring, max_memory_mb)
 
     @property
     def hidden_size(self) -> int:

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Set everything up, then run the main job on the default model.
+# Set everything up, then run the main job on the default model: a short alignment to China and the comparison table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/culturealign measure --country CN --prompt persona --no-items
+# --force: this demo folder is rewritten on every run of the quickstart (align never overwrites without it)
+.venv/bin/culturealign align --country CN --out runs/quickstart-cn --budget 48 --popsize 16 --force
+.venv/bin/culturealign compare runs/quickstart-cn

@@ -103,6 +103,21 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_model_dir)
     assert torch.equal(SoftPrompt.load(tmp_path / "full").embeddings, SoftPrompt.load(tmp_path / "killed").embeddings)
     assert (tmp_path / "full" / "history.csv").read_text() == history.read_text()
 
+    # Ctrl-C: a clean exit with the best prompt so far and a resumable checkpoint
+    interrupted = _cli(*common, "--out", tmp_path / "int", env=env)
+    history = tmp_path / "int" / "history.csv"
+    while not (history.exists() and len(history.read_text().splitlines()) >= 3) and time.time() < deadline:
+        time.sleep(0.05)
+    interrupted.send_signal(signal.SIGINT)
+    _, err = interrupted.communicate(timeout=120)
+    assert interrupted.returncode == 130 and "--resume" in err and "Traceback" not in err
+    assert json.loads((tmp_path / "int" / "run.json").read_text())["status"] == "interrupted"
+    assert SoftPrompt.load(tmp_path / "int").embeddings.shape == (2, 32)
+    resumed = _cli("align", "--out", tmp_path / "int", "--resume", "--json", env=env)
+    out_int, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    assert json.loads(out_int)["best"]["loss"] == a["best"]["loss"]
+
 
 def test_peft_adapter_loads_and_matches_our_prefix_scoring(tmp_path, tiny_tokenizer):
     from peft import PeftModel

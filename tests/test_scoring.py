@@ -111,3 +111,13 @@ def test_sample_mode_counts_parsed_and_unparsed_replies(tiny_model, tiny_tokeniz
     assert a.unparsed.shape == (1, 1, 24) and a.unparsed.sum() > 0  # a random model often says no digit
     assert np.all((parsed == 0) | np.isclose(np.nan_to_num(a.probs_by_order[0, 0]).sum(-1), 1.0))
     np.testing.assert_array_equal(a.unparsed, b.unparsed)  # seeded
+
+
+def test_memory_limit_shrinks_batches_without_changing_results(tiny_model, tiny_tokenizer, rows, soft):
+    free = SurveyScorer(tiny_model, tiny_tokenizer, rows, batch_size=48)
+    per_seq = free.sequence_bytes(cached=120, new=10)
+    limited = SurveyScorer(tiny_model, tiny_tokenizer, rows, batch_size=48, max_memory_mb=3 * per_seq / 2 ** 20)
+    assert free.batch_for(120, 10) == 48 and limited.batch_for(120, 10) == 3
+    np.testing.assert_allclose(limited.score(soft, "suffix").probs, free.score(soft, "suffix").probs, atol=1e-5)
+    with pytest.raises(CultureAlignError, match="too small for one sequence"):
+        SurveyScorer(tiny_model, tiny_tokenizer, rows, max_memory_mb=1e-6).score(soft, "suffix")
