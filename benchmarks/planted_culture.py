@@ -65,7 +65,7 @@ def training_rows(tokenizer, questionnaire, labels: str = "letters"):
 def train_planted(steps: int = 800, hidden: int = 64, layers: int = 2, seed: int = 0, lr: float = 5e-3,
                   verbose: bool = True) -> LoadedModel:
     """Train (or load from the cache) the planted-culture model."""
-    key = hashlib.sha256(json.dumps([steps, hidden, layers, seed, lr, PLANTED_COUNTRIES, 3]).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps([steps, hidden, layers, seed, lr, PLANTED_COUNTRIES, 4]).encode()).hexdigest()[:12]
     folder = cache_dir() / "planted" / key
     q = Questionnaire.builtin()
     if (folder / "config.json").is_file():
@@ -74,7 +74,7 @@ def train_planted(steps: int = 800, hidden: int = 64, layers: int = 2, seed: int
         return LoadedModel(AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder),
                            f"planted-culture-{key}", str(folder))
     texts = [f"You are a person from {lookup(c).name}." for c in PLANTED_COUNTRIES]
-    tokenizer = make_tokenizer(extra_text=texts * 3, vocab_size=600)
+    tokenizer = make_tokenizer(extra_text=texts * 3, vocab_size=2000)
     model = make_model(tokenizer, seed=seed, hidden=hidden, layers=layers, heads=4, head_scale=1.0)
     rows, targets = training_rows(tokenizer, q)
     scorer = SurveyScorer(model, tokenizer, rows, LABELS["letters"])
@@ -94,7 +94,7 @@ def train_planted(steps: int = 800, hidden: int = 64, layers: int = 2, seed: int
     gen = torch.Generator().manual_seed(seed)
     start = time.time()
     for step in range(steps):
-        batch = torch.randperm(len(ids), generator=gen)[:64]
+        batch = torch.randperm(len(ids), generator=gen)[:32]
         logits = model(input_ids=input_ids[batch], attention_mask=mask[batch], position_ids=positions[batch],
                        logits_to_keep=1).logits[:, -1]
         logp = torch.log_softmax(logits, -1)[:, option_ids]

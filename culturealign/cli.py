@@ -69,9 +69,31 @@ def _emit(data: dict, as_json: bool, out: Optional[Path], name: str, force: bool
         path = out / name
         refuse_overwrite(path, force)
         atomic_write_json(path, data)
-        reporting.console.print(f"wrote {path}", style="dim") if not as_json else None
+        if not as_json:
+            reporting.console.print(f"wrote {path}", style="dim")
+    if as_json:
+        _show(data, True, None)
+
+
+def _show(data: dict, as_json: bool, printer) -> None:
+    """Print ``data`` as JSON, or as tables with ``printer``."""
     if as_json:
         sys.stdout.write(to_json(data) + "\n")
+    else:
+        printer(data)
+
+
+def _model_and_prompt(soft_prompt: Optional[Path], model: Optional[str], device: str, dtype: str):
+    """Load a run's soft prompt (if any) and the model: the one asked for, else the prompt's own, else the default;
+    a prompt that does not fit the model is a clear error."""
+    from .models import load_model
+    from .softprompt import SoftPrompt
+
+    sp = SoftPrompt.load(soft_prompt) if soft_prompt else None
+    lm = load_model(model or (sp.metadata.get("model") if sp else None) or "default", device, dtype)
+    if sp is not None:
+        sp = SoftPrompt.load(soft_prompt, expected_hidden_size=lm.model.get_input_embeddings().weight.shape[1])
+    return lm, sp
 
 
 @app.command()
@@ -167,10 +189,7 @@ def indices(
     values = dict(zip(DIMENSIONS, map(float, q.indices(item_means, c.values))))
     result = {"means": item_means.tolist(), "indices": values, "constants": c.to_dict(),
               "mas_weight": q.formulas["MAS"][1][0], "questionnaire": q.source}
-    if as_json:
-        sys.stdout.write(to_json(result) + "\n")
-    else:
-        reporting.print_indices(values, result["constants"])
+    _show(result, as_json, lambda r: reporting.print_indices(r["indices"], r["constants"]))
 
 
 @app.command()
@@ -224,10 +243,7 @@ def align(
             typer.echo(f"interrupted: the best prompt so far and a checkpoint are in {out}; continue with "
                        f"`culturealign align --out {out} --resume`", err=True)
             raise typer.Exit(130)
-    if as_json:
-        sys.stdout.write(to_json(record) + "\n")
-    else:
-        reporting.print_run(record)
+    _show(record, as_json, reporting.print_run)
 
 
 @app.command()
@@ -287,13 +303,8 @@ def generate(
 ) -> None:
     """Talk to the model with a learned soft prompt in place."""
     from .generation import generate as run_generate
-    from .models import load_model
-    from .softprompt import SoftPrompt
 
-    sp = SoftPrompt.load(soft_prompt) if soft_prompt else None
-    lm = load_model(model or (sp.metadata.get("model") if sp else None) or "default", device, dtype)
-    if sp is not None:
-        sp = SoftPrompt.load(soft_prompt, expected_hidden_size=lm.model.get_input_embeddings().weight.shape[1])
+    lm, sp = _model_and_prompt(soft_prompt, model, device, dtype)
     if text is not None:
         typer.echo(run_generate(lm, text, sp, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed))
         return
@@ -326,9 +337,7 @@ def evaluate_culturalbench(
     """CulturalBench-Hard: accuracy per True/False judgement and per question (all four judgements right)."""
     from .culturalbench import culturalbench_metrics, load_culturalbench, score_judgements
     from .instrument import Questionnaire
-    from .models import load_model
     from .prompts import system_message
-    from .softprompt import SoftPrompt
     from .targets import lookup
 
     judgements = load_culturalbench(None if country == "all" else country, limit)
@@ -337,18 +346,12 @@ def evaluate_culturalbench(
         if country == "all":
             raise CultureAlignError(f"--prompt {prompt} needs a --country (the persona's)")
         target = lookup(country)
-    sp = SoftPrompt.load(soft_prompt) if soft_prompt else None
-    lm = load_model(model or (sp.metadata.get("model") if sp else None) or "default", device, dtype)
-    if sp is not None:
-        sp = SoftPrompt.load(soft_prompt, expected_hidden_size=lm.model.get_input_embeddings().weight.shape[1])
+    lm, sp = _model_and_prompt(soft_prompt, model, device, dtype)
     system = system_message(prompt, target, Questionnaire.builtin())
     p_true = score_judgements(lm, judgements, system, sp, batch_size)
     result = {"country": country, "prompt": prompt, "soft_prompt": str(soft_prompt) if soft_prompt else None,
               "model": lm.model_id, **culturalbench_metrics(judgements, p_true)}
-    if as_json:
-        sys.stdout.write(to_json(result) + "\n")
-    else:
-        reporting.print_culturalbench(result)
+    _show(result, as_json, reporting.print_culturalbench)
 
 
 @evaluate_app.command("robustness")
@@ -362,11 +365,7 @@ def evaluate_robustness(
     """The aligned profile and loss under another questionnaire and each option order, next to the training loss."""
     from .evaluation import robustness
 
-    result = robustness(soft_prompt, questionnaire, device, dtype)
-    if as_json:
-        sys.stdout.write(to_json(result) + "\n")
-    else:
-        reporting.print_robustness(result)
+    _show(robustness(soft_prompt, questionnaire, device, dtype), as_json, reporting.print_robustness)
 
 
 @app.command()
@@ -404,10 +403,8 @@ def experiment(
                               culturalbench_limit=None if culturalbench_limit < 0 else culturalbench_limit)
     say = (lambda msg: reporting.console.print(f"[dim]{msg}[/]")) if not as_json else None
     results = run_experiment(config, out, resume=resume, force=force, on_unit=say)
-    if as_json:
-        sys.stdout.write(to_json(results) + "\n")
-    else:
-        reporting.print_experiment(results)
+    _show(results, as_json, reporting.print_experiment)
+    if not as_json:
         reporting.console.print(f"results in {out / 'results.json'}; figures: `culturealign report {out}`")
 
 

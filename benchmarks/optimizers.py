@@ -1,0 +1,123 @@
+"""Sample efficiency: loss reached against candidate evaluations, per optimiser and search space.
+
+Runs, at the same budget and over seeds for each of the four paper countries, DE in the full embedding space (the
+paper-faithful setting), DE in a random subspace, CMA-ES in a random subspace and random search, on the
+planted-culture model (benchmarks/planted_culture.py; loss 0 is attainable) and, if asked, on the default model.
+
+Usage:  python benchmarks/optimizers.py [--models planted,default] [--budget 480] [--seeds 3] [--quick]
+Writes a table to BENCHMARKS.md and the convergence figure to benchmarks/figures/optimizers-<model>.png.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import ROOT, command, machine, write_section
+from planted_culture import PAPER_COUNTRIES, train_planted
+
+from culturealign.align import AlignConfig, align
+from culturealign.measure import MeasureConfig, Session
+from culturealign.models import load_model
+from culturealign.softprompt import SoftPromptConfig
+from culturealign.targets import lookup
+
+SETTINGS = {
+    "DE, full space (paper)": dict(optimizer="de", space="full"),
+    "DE, subspace": dict(optimizer="de", space="subspace"),
+    "CMA-ES, subspace": dict(optimizer="cma", space="subspace"),
+    "random search, subspace": dict(optimizer="random", space="subspace"),
+}
+
+
+def run_model(name: str, lm, args, out: Path) -> tuple[list[str], dict]:
+    session = Session(MeasureConfig(model=lm.resolved_path, constants="anchored"), lm=lm)
+    curves: dict[str, list[np.ndarray]] = {k: [] for k in SETTINGS}
+    finals: dict[tuple[str, str], list[float]] = {}
+    countries = PAPER_COUNTRIES[:1] if args.quick else PAPER_COUNTRIES
+    baselines = {}
+    for country in countries:
+        target = lookup(country)
+        baselines[target.name] = {"naive": session.measure(target, "naive")["loss"],
+                                  "reference mean": session.objective(target).reference_mean_loss()}
+        for label, setting in SETTINGS.items():
+            for seed in range(args.seeds):
+                soft = SoftPromptConfig(n_tokens=args.n_tokens, placement=args.placement, space=setting["space"],
+                                        subspace_dim=args.subspace_dim, scale=args.scale)
+                cfg = AlignConfig(country=country, optimizer=setting["optimizer"], popsize=args.popsize,
+                                  budget=args.budget, seed=seed, soft=soft, measure=session.config)
+                run_dir = out / name / f"{target.code}-{setting['optimizer']}-{setting['space']}-{seed}"
+                align(cfg, run_dir, session=session, force=True)
+                hist = np.genfromtxt(run_dir / "history.csv", delimiter=",", names=True)
+                curve = np.interp(np.arange(1, args.budget + 1), np.atleast_1d(hist["evaluations"]),
+                                  np.atleast_1d(hist["best_loss"]))
+                curves[label].append(curve / baselines[target.name]["reference mean"])
+                finals.setdefault((target.name, label), []).append(float(hist["best_loss"].flat[-1]))
+                print(f"{name} {target.name} {label} seed {seed}: {finals[(target.name, label)][-1]:.1f}", flush=True)
+    lines = ["| country | naive | reference mean | " + " | ".join(SETTINGS) + " |",
+             "|---|---|---|" + "---|" * len(SETTINGS)]
+    for c, base in baselines.items():
+        cells = [f"{np.mean(finals[(c, k)]):.1f} ± {np.std(finals[(c, k)]):.1f}" for k in SETTINGS]
+        lines.append(f"| {c} | {base['naive']:.1f} | {base['reference mean']:.1f} | " + " | ".join(cells) + " |")
+    means = [f"{np.mean([np.mean(finals[(c, k)]) for c in baselines]):.1f}" for k in SETTINGS]
+    lines.append("| **mean** | | | " + " | ".join(means) + " |")
+    return lines, curves
+
+
+def plot(curves: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
+    for label, runs in curves.items():
+        arr = np.array(runs)
+        x = np.arange(1, arr.shape[1] + 1)
+        line, = ax.plot(x, arr.mean(0), label=label)
+        ax.fill_between(x, arr.min(0), arr.max(0), color=line.get_color(), alpha=0.15)
+    ax.set_xlabel("candidate evaluations")
+    ax.set_ylabel("best loss / reference-mean loss")
+    ax.set_title(title, fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default="planted")
+    ap.add_argument("--budget", type=int, default=480)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--popsize", type=int, default=16)
+    ap.add_argument("--n-tokens", type=int, default=8)
+    ap.add_argument("--placement", default="suffix")
+    ap.add_argument("--subspace-dim", type=int, default=64)
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--quick", action="store_true", help="one country, one seed, budget 64")
+    args = ap.parse_args()
+    if args.quick:
+        args.seeds, args.budget = 1, 64
+    out = Path(tempfile.mkdtemp(prefix="ca-optimizers-"))
+    for name in args.models.split(","):
+        start = time.time()
+        lm = train_planted(verbose=False) if name == "planted" else load_model(name)
+        lines, curves = run_model(name, lm, args, out)
+        fig = ROOT / "benchmarks" / "figures" / f"optimizers-{name}{'-quick' if args.quick else ''}.png"
+        plot(curves, fig, f"{name} model: best loss vs evaluations (mean, min-max over countries x seeds)")
+        body = (f"## Sample efficiency on the {name} model\n\nCommand: `{command()}` ({time.time() - start:.0f} s)  \n"
+                f"Machine: {machine()}\n\nFinal best L1 loss after {args.budget} evaluations, mean ± SD over {args.seeds} "
+                f"seed(s); population {args.popsize}, {args.n_tokens} tokens, {args.placement} placement, subspace "
+                f"dimension {args.subspace_dim}, scale {args.scale}, anchored constants. Figure: "
+                f"`{fig.relative_to(ROOT)}`.\n\n" + "\n".join(lines))
+        write_section(f"optimizers-{name}" + ("-quick" if args.quick else ""), body)
+        print(body)
+
+
+if __name__ == "__main__":
+    main()
