@@ -69,6 +69,19 @@ class SurveyAnswers:
         return np.array([_pearson(a, b) for a, b in zip(fwd, rev)])
 
 
+def parse_answer(text: str, labels: list[str]) -> int | None:
+    """Index of the option a reply chooses, or None when it names none or several (counted as unparsable).
+
+    Labels count as standalone tokens only ("12" is not 1), and a sentence-initial "A" followed by a lower-case word
+    is the article ("A person like me would choose D" is D; "I would say A or B" names two options).
+    """
+    alternatives = "|".join(map(re.escape, labels))
+    found = {m.group(1) for m in re.finditer(rf"(?<![0-9A-Za-z])({alternatives})(?![0-9A-Za-z])", text)
+             if not (m.group(1) == "A" and re.match(r"\s+[a-z]", text[m.end():])
+                     and re.search(r"(^|[.!?:]\s+)\W*$", text[:m.start()]))}
+    return labels.index(found.pop()) if len(found) == 1 else None
+
+
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     if np.std(a) < 1e-12 or np.std(b) < 1e-12:
         return float("nan")
@@ -118,7 +131,6 @@ class Survey:
         if n_samples < 1:
             raise CultureAlignError("--samples must be at least 1")
         labels = LABELS[self.prompt.labels]
-        pattern = re.compile(r"(?<![0-9A-Za-z])(" + "|".join(labels) + r")(?![0-9A-Za-z])")
         tok, model = self.lm.tokenizer, self.lm.model
         counts = np.zeros((1, len(self.rows), N_OPTIONS))
         unparsed = np.zeros((1, len(self.rows)))
@@ -132,11 +144,11 @@ class Survey:
                                  pad_token_id=tok.pad_token_id)
             # generating from inputs_embeds returns only the new tokens
             for text in tok.batch_decode(out, skip_special_tokens=True):
-                match = pattern.search(text)
-                if match:
-                    counts[0, r, labels.index(match.group(1))] += 1
-                else:
+                answer = parse_answer(text, labels)
+                if answer is None:
                     unparsed[0, r] += 1
+                else:
+                    counts[0, r, answer] += 1
         with np.errstate(invalid="ignore", divide="ignore"):
             probs = counts / counts.sum(-1, keepdims=True)
         return self._by_order(probs, np.full(unparsed.shape, np.nan), unparsed)

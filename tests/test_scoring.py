@@ -121,3 +121,16 @@ def test_memory_limit_shrinks_batches_without_changing_results(tiny_model, tiny_
     np.testing.assert_allclose(limited.score(soft, "suffix").probs, free.score(soft, "suffix").probs, atol=1e-5)
     with pytest.raises(CultureAlignError, match="too small for one sequence"):
         SurveyScorer(tiny_model, tiny_tokenizer, rows, max_memory_mb=1e-6).score(soft, "suffix")
+
+
+@pytest.mark.parametrize("text,labels,expected", [
+    ("B", "letters", 1), ("(C) undecided", "letters", 2), ("E.", "letters", 4),
+    ("A person like me would choose D", "letters", 3), ("A", "letters", 0), ("I would say A or B", "letters", None),
+    ("Both B and C", "letters", None), ("no idea", "letters", None),
+    ("3", "digits", 2), ("My answer: 4", "digits", 3), ("1 or 2", "digits", None), ("12", "digits", None),
+])
+def test_parse_answer(text, labels, expected):
+    from culturealign.prompts import LABELS
+    from culturealign.survey import parse_answer
+
+    assert parse_answer(text, LABELS[labels]) == expected
