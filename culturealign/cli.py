@@ -113,7 +113,11 @@ def countries(as_json: bool = typer.Option(False, "--json", help="print JSON")) 
         table.add_column(col, justify="left" if col in ("name", "codes") else "right")
     for c in rows:
         codes = "/".join(x for x in (c.code, c.iso2, c.iso3) if x)
-        table.add_row(c.name, codes, *[f"{c.scores[d]:g}" if d in c.scores else "-" for d in DIMENSIONS])
+        cells = [(f"{c.scores[d]:g}" + ("*" if c.sources[d].startswith("supplement") else "")) if d in c.scores
+                 else "-" for d in DIMENSIONS]
+        table.add_row(c.name, codes, *cells)
+    table.caption = ("* from the supplement (secondary sources, see `--json` for each score's source); "
+                     "- not published")
     reporting.console.print(table)
 
 
