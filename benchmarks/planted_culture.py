@@ -5,7 +5,13 @@ published indices (up to the shared constants); untold (the naive prompt), it an
 reference countries. A soft prompt can therefore reach any trained country's profile: loss 0 is attainable,
 and an optimiser's sample efficiency can be measured. Used by benchmarks/optimizers.py.
 
-Usage (trains, saves to the cache, reports fit): python benchmarks/planted_culture.py [--steps 400]
+Usage (trains, saves to the cache, reports fit): python benchmarks/planted_culture.py [--steps 1500]
+
+Status: not working yet. With 2 layers x 64 hidden, 1500 steps of batch 32 (about 4 minutes alone on 2 cores) the
+model learns each item's answer averaged over countries (cross-entropy plateau ~0.41) but not the dependence on the
+country named in the system prompt: persona and naive losses stay equal (e.g. U.S.A. 132.7 vs 132.9). Next steps to
+try: a shorter persona system prompt so the country is a larger share of the context, a larger learning rate or
+model, curriculum on the countries, or conditioning the answer on a country token next to the answer position.
 """
 from __future__ import annotations
 
