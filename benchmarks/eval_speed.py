@@ -6,6 +6,7 @@ All timings come from one run on one machine; ratios are what to compare across 
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 
 import torch
@@ -52,36 +53,46 @@ def main() -> None:
         s = soft[:n_cand] if n_cand else None
         return timed(lambda: survey.answer(s, placement)) / max(1, n_cand or 1)
 
+    def batch_mb(cached, new):  # the scorer's own estimate for one forward pass (what --max-memory limits)
+        sc = survey.scorer
+        return sc.batch_for(cached, new) * sc.sequence_bytes(cached, new) / 2 ** 20
+
     shared = len(_common_prefix(survey.scorer.head_ids))
+    longest, tail_len = max(tokens), max(len(t) for t in survey.scorer.tail_ids)
     rows.append(("plain model, no soft prompt (shared prefix cached)", per_candidate("prefix", True, 0),
-                 sum(tokens) - 23 * shared))
+                 sum(tokens) - 23 * shared, batch_mb(shared, longest - shared)))
     rows.append(("prefix placement, uncached", per_candidate("prefix", False, 1 if args.quick else 2),
-                 sum(tokens) + 24 * args.n_tokens))
+                 sum(tokens) + 24 * args.n_tokens, batch_mb(0, longest + args.n_tokens)))
     rows.append(("prefix placement, KV of soft prompt + shared prefix reused", per_candidate("prefix", True, args.candidates),
-                 sum(tokens) - 23 * shared + 24 * args.n_tokens))
+                 sum(tokens) - 23 * shared + 24 * args.n_tokens,
+                 batch_mb(shared + args.n_tokens, longest - shared)))
     tails = sum(len(t) for t in survey.scorer.tail_ids)
     rows.append(("suffix placement, item KV cached once per run", per_candidate("suffix", True, args.candidates),
-                 tails + 24 * args.n_tokens))
+                 tails + 24 * args.n_tokens, batch_mb(longest - tail_len, tail_len + args.n_tokens)))
     survey.scorer.use_cache = True
     n_samples = 1 if args.quick else args.samples
     gen = timed(lambda: survey.sample(n_samples, seed=0, max_new_tokens=8), repeats=1)
     gen_per_sample = gen / n_samples
     lines = ["| evaluation of 24 items | s per candidate | achieved GFLOP/s | fraction of matmul rate | "
-             f"speed-up vs generation, 1 reply/item | vs CAT protocol ({args.samples} replies/item) |",
-             "|---|---|---|---|---|---|"]
-    for name, secs, computed_tokens in rows:
+             f"speed-up vs generation, 1 reply/item | vs CAT protocol ({args.samples} replies/item) | "
+             "est. memory per forward pass (MB) |",
+             "|---|---|---|---|---|---|---|"]
+    for name, secs, computed_tokens, mb in rows:
         rate = 2 * n_params * computed_tokens / secs / 1e9
         lines.append(f"| {name} | {secs:.3f} | {rate:.1f} | {rate / gflops:.2f} | {gen_per_sample / secs:.1f}x | "
-                     f"{args.samples * gen_per_sample / secs:.1f}x |")
+                     f"{args.samples * gen_per_sample / secs:.1f}x | {mb:.0f} |")
     lines.append(f"| generation: one sampled reply of up to 8 tokens per item (timed over {n_samples} replies) | "
-                 f"{gen_per_sample:.3f} | | | 1.0x | |")
+                 f"{gen_per_sample:.3f} | | | 1.0x | | |")
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     body = (f"## Evaluation speed on `{args.model}`\n\nCommand: `{command()}` ({time.time() - start:.0f} s)  \n"
             f"Machine: {machine()}; measured fp32 matmul rate {gflops:.1f} GFLOP/s (1024x1024)\n\n"
             f"Persona prompt, letters, forward order (24 rows, {min(tokens)}-{max(tokens)} tokens each), "
             f"{args.n_tokens} soft tokens, {args.candidates} candidates per batch. FLOPs count 2 x {n_params / 1e6:.0f}M "
             "non-embedding parameters per token actually computed (attention FLOPs left out). The generation protocol "
             "needs several replies per item to estimate a distribution (the CAT paper used 5); one reply is the "
-            "most favourable case for it.\n\n" + "\n".join(lines))
+            "most favourable case for it. Memory: the scorer's estimate for one forward pass of a full batch (key-value "
+            f"cache copies, activations, kept logits), the quantity `--max-memory` bounds; peak resident memory of the "
+            f"whole benchmark process: {peak_rss:.0f} MB.\n\n" + "\n".join(lines))
     write_section(f"eval-speed-{args.model}" + ("-quick" if args.quick else ""), body)
     print(body)
 
