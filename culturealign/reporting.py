@@ -131,7 +131,7 @@ def print_comparison(result: dict) -> None:
     c = result["country"]
     table = Table(title=f"{c['name']}: indices and L1 loss over {','.join(result['loss_dimensions'])} "
                         f"(constants: {result['constants']['kind']})")
-    table.add_column("method")
+    table.add_column("method", no_wrap=True)
     for d in DIMENSIONS:
         table.add_column(d, justify="right")
     table.add_column("L1 loss", justify="right")
