@@ -17,6 +17,7 @@ from culturealign.measure import MeasureConfig, Session
 from culturealign.models import LoadedModel
 from culturealign.softprompt import PromptSpace, SoftPrompt, SoftPromptConfig
 from culturealign.errors import CultureAlignError
+from culturealign.targets import lookup
 
 
 def _session(tiny_model, tiny_tokenizer):
@@ -47,8 +48,7 @@ def test_same_seed_same_result_and_files(tmp_path, tiny_model, tiny_tokenizer):
     assert best == sorted(best, reverse=True) and best[-1] == pytest.approx(a["best"]["loss"])
     # the saved prompt reproduces the recorded loss and carries its provenance
     assert pa.metadata["country"] == "China" and pa.metadata["seed"] == 1 and pa.placement == "suffix"
-    rec = session.measure(session.objective(pa and __import__("culturealign.targets").targets.lookup("CN")).target,
-                          "naive", pa.embeddings.unsqueeze(0), pa.placement)
+    rec = session.measure(lookup("CN"), "naive", pa.embeddings.unsqueeze(0), pa.placement)
     assert rec["loss"] == pytest.approx(a["best"]["loss"], abs=1e-4)
 
 
