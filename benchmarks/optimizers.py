@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from common import ROOT, command, machine, write_section
-from planted_culture import PAPER_COUNTRIES, train_planted
+from planted_culture import PAPER_COUNTRIES, planted_session, train_planted
 
 from culturealign.align import AlignConfig, align
 from culturealign.measure import MeasureConfig, Session
@@ -25,31 +25,36 @@ from culturealign.models import load_model
 from culturealign.softprompt import SoftPromptConfig
 from culturealign.targets import lookup
 
-SETTINGS = {
-    "DE, full space (paper)": dict(optimizer="de", space="full"),
-    "DE, subspace": dict(optimizer="de", space="subspace"),
-    "CMA-ES, subspace": dict(optimizer="cma", space="subspace"),
-    "random search, subspace": dict(optimizer="random", space="subspace"),
+NEUTRAL_INIT = "Please answer the following question."  # names no country: the search starts from the untold model
+SETTINGS = {  # key: (label, setting)
+    "de-full": ("DE, full space (paper)", dict(optimizer="de", space="full")),
+    "de-sub": ("DE, subspace", dict(optimizer="de", space="subspace")),
+    "cma-sub": ("CMA-ES, subspace", dict(optimizer="cma", space="subspace")),
+    "random-sub": ("random search, subspace", dict(optimizer="random", space="subspace")),
+    # align's default initialisation, "You are a person from <country>.", for comparison
+    "de-sub-country": ("DE, subspace, init names the country", dict(optimizer="de", space="subspace", init_text=None)),
 }
 
 
-def run_model(name: str, lm, args, out: Path) -> tuple[list[str], dict]:
-    session = Session(MeasureConfig(model=lm.resolved_path, constants="anchored"), lm=lm)
-    curves: dict[str, list[np.ndarray]] = {k: [] for k in SETTINGS}
+def run_model(name: str, session: Session, args, out: Path) -> tuple[list[str], dict]:
+    settings = dict(SETTINGS[k] for k in args.settings)
+    curves: dict[str, list[np.ndarray]] = {k: [] for k in settings}
     finals: dict[tuple[str, str], list[float]] = {}
     countries = PAPER_COUNTRIES[:1] if args.quick else PAPER_COUNTRIES
     baselines = {}
     for country in countries:
         target = lookup(country)
         baselines[target.name] = {"naive": session.measure(target, "naive")["loss"],
+                                  "persona": session.measure(target, "persona")["loss"],
                                   "reference mean": session.objective(target).reference_mean_loss()}
-        for label, setting in SETTINGS.items():
+        for label, setting in settings.items():
             for seed in range(args.seeds):
                 soft = SoftPromptConfig(n_tokens=args.n_tokens, placement=args.placement, space=setting["space"],
-                                        subspace_dim=args.subspace_dim, scale=args.scale)
+                                        subspace_dim=args.subspace_dim, scale=args.scale,
+                                        init_text=setting.get("init_text", NEUTRAL_INIT))
                 cfg = AlignConfig(country=country, optimizer=setting["optimizer"], popsize=args.popsize,
                                   budget=args.budget, seed=seed, soft=soft, measure=session.config)
-                run_dir = out / name / f"{target.code}-{setting['optimizer']}-{setting['space']}-{seed}"
+                run_dir = out / name / f"{target.code}-{''.join(ch for ch in label if ch.isalnum())}-{seed}"
                 align(cfg, run_dir, session=session, force=True)
                 hist = np.genfromtxt(run_dir / "history.csv", delimiter=",", names=True)
                 curve = np.interp(np.arange(1, args.budget + 1), np.atleast_1d(hist["evaluations"]),
@@ -57,13 +62,14 @@ def run_model(name: str, lm, args, out: Path) -> tuple[list[str], dict]:
                 curves[label].append(curve / baselines[target.name]["reference mean"])
                 finals.setdefault((target.name, label), []).append(float(hist["best_loss"].flat[-1]))
                 print(f"{name} {target.name} {label} seed {seed}: {finals[(target.name, label)][-1]:.1f}", flush=True)
-    lines = ["| country | naive | reference mean | " + " | ".join(SETTINGS) + " |",
-             "|---|---|---|" + "---|" * len(SETTINGS)]
+    lines = ["| country | naive | persona | reference mean | " + " | ".join(settings) + " |",
+             "|---|---|---|---|" + "---|" * len(settings)]
     for c, base in baselines.items():
-        cells = [f"{np.mean(finals[(c, k)]):.1f} ± {np.std(finals[(c, k)]):.1f}" for k in SETTINGS]
-        lines.append(f"| {c} | {base['naive']:.1f} | {base['reference mean']:.1f} | " + " | ".join(cells) + " |")
-    means = [f"{np.mean([np.mean(finals[(c, k)]) for c in baselines]):.1f}" for k in SETTINGS]
-    lines.append("| **mean** | | | " + " | ".join(means) + " |")
+        cells = [f"{np.mean(finals[(c, k)]):.1f} ± {np.std(finals[(c, k)]):.1f}" for k in settings]
+        lines.append(f"| {c} | {base['naive']:.1f} | {base['persona']:.1f} | {base['reference mean']:.1f} | "
+                     + " | ".join(cells) + " |")
+    means = [f"{np.mean([np.mean(finals[(c, k)]) for c in baselines]):.1f}" for k in settings]
+    lines.append("| **mean** | | | | " + " | ".join(means) + " |")
     return lines, curves
 
 
@@ -99,15 +105,23 @@ def main() -> None:
     ap.add_argument("--placement", default="suffix")
     ap.add_argument("--subspace-dim", type=int, default=64)
     ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, from {','.join(SETTINGS)}")
     ap.add_argument("--quick", action="store_true", help="one country, one seed, budget 64")
     args = ap.parse_args()
+    args.settings = [k.strip() for k in args.settings.split(",")]
+    unknown = [k for k in args.settings if k not in SETTINGS]
+    if unknown:
+        raise SystemExit(f"unknown settings {unknown}: choose from {list(SETTINGS)}")
     if args.quick:
         args.seeds, args.budget = 1, 64
     out = Path(tempfile.mkdtemp(prefix="ca-optimizers-"))
     for name in args.models.split(","):
         start = time.time()
-        lm = train_planted(verbose=False) if name == "planted" else load_model(name)
-        lines, curves = run_model(name, lm, args, out)
+        if name == "planted":
+            session = planted_session(train_planted(verbose=False))
+        else:
+            session = Session(MeasureConfig(model=name), lm=load_model(name))
+        lines, curves = run_model(name, session, args, out)
         fig = ROOT / "benchmarks" / "figures" / f"optimizers-{name}{'-quick' if args.quick else ''}.png"
         plot(curves, fig, f"{name} model: best loss vs evaluations (mean, min-max over countries x seeds)")
         body = (f"## Sample efficiency on the {name} model\n\nCommand: `{command()}` ({time.time() - start:.0f} s)  \n"

@@ -36,12 +36,13 @@ def make_tokenizer(extra_text: Iterable[str] = (), vocab_size: int = 400):
     return fast
 
 
-def make_model(tokenizer, seed: int = 0, hidden: int = 32, layers: int = 2, heads: int = 4, head_scale: float = 20.0):
+def make_model(tokenizer, seed: int = 0, hidden: int = 32, layers: int = 2, heads: int = 4, head_scale: float = 20.0,
+               mlp_ratio: int = 2):
     """A randomly initialised Llama sized for tests; ``head_scale`` sharpens its output distributions."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=mlp_ratio * hidden,
                          num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=max(1, heads // 2),
                          max_position_embeddings=2048, pad_token_id=tokenizer.pad_token_id,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
