@@ -36,6 +36,21 @@ SETTINGS = {  # key: (label, setting)
 }
 
 
+def best_curve(session: Session, country: str, optimizer: str, soft: SoftPromptConfig, popsize: int, budget: int,
+               seed: int, run_dir: Path) -> np.ndarray:
+    """One alignment run; the best loss after each of 1..budget evaluations, shape (budget,)."""
+    cfg = AlignConfig(country=country, optimizer=optimizer, popsize=popsize, budget=budget, seed=seed, soft=soft,
+                      measure=session.config)
+    align(cfg, run_dir, session=session, force=True)
+    hist = np.genfromtxt(run_dir / "history.csv", delimiter=",", names=True)
+    return np.interp(np.arange(1, budget + 1), np.atleast_1d(hist["evaluations"]), np.atleast_1d(hist["best_loss"]))
+
+
+def baselines_for(session: Session, target) -> dict[str, float]:
+    return {"naive": session.measure(target, "naive")["loss"], "persona": session.measure(target, "persona")["loss"],
+            "reference mean": session.objective(target).reference_mean_loss()}
+
+
 def run_model(name: str, session: Session, args, out: Path) -> tuple[list[str], dict]:
     settings = dict(SETTINGS[k] for k in args.settings)
     curves: dict[str, list[np.ndarray]] = {k: [] for k in settings}
@@ -44,24 +59,18 @@ def run_model(name: str, session: Session, args, out: Path) -> tuple[list[str], 
     baselines = {}
     for country in countries:
         target = lookup(country)
-        baselines[target.name] = {"naive": session.measure(target, "naive")["loss"],
-                                  "persona": session.measure(target, "persona")["loss"],
-                                  "reference mean": session.objective(target).reference_mean_loss()}
+        baselines[target.name] = baselines_for(session, target)
         for label, setting in settings.items():
             for seed in range(args.seeds):
                 soft = SoftPromptConfig(n_tokens=args.n_tokens, placement=args.placement, space=setting["space"],
                                         subspace_dim=args.subspace_dim, scale=args.scale,
                                         init_text=setting.get("init_text", NEUTRAL_INIT))
-                cfg = AlignConfig(country=country, optimizer=setting["optimizer"], popsize=args.popsize,
-                                  budget=args.budget, seed=seed, soft=soft, measure=session.config)
                 run_dir = out / name / f"{target.code}-{''.join(ch for ch in label if ch.isalnum())}-{seed}"
-                align(cfg, run_dir, session=session, force=True)
-                hist = np.genfromtxt(run_dir / "history.csv", delimiter=",", names=True)
-                curve = np.interp(np.arange(1, args.budget + 1), np.atleast_1d(hist["evaluations"]),
-                                  np.atleast_1d(hist["best_loss"]))
+                curve = best_curve(session, country, setting["optimizer"], soft, args.popsize, args.budget, seed,
+                                   run_dir)
                 curves[label].append(curve / baselines[target.name]["reference mean"])
-                finals.setdefault((target.name, label), []).append(float(hist["best_loss"].flat[-1]))
-                print(f"{name} {target.name} {label} seed {seed}: {finals[(target.name, label)][-1]:.1f}", flush=True)
+                finals.setdefault((target.name, label), []).append(float(curve[-1]))
+                print(f"{name} {target.name} {label} seed {seed}: {curve[-1]:.1f}", flush=True)
     lines = ["| country | naive | persona | reference mean | " + " | ".join(settings) + " |",
              "|---|---|---|---|" + "---|" * len(settings)]
     for c, base in baselines.items():

@@ -7,9 +7,10 @@ and an optimiser's sample efficiency can be measured. Used by benchmarks/optimiz
 
 Usage (trains, about 5 min on 2 cores, caches, reports fit): python benchmarks/planted_culture.py [--steps 2000]
 
-What makes it learnable (each found by a run that failed without it): (1) the countries' item means differ by an
+What makes it learnable: (1) the countries' item means differ by an
 SD of about 0.6 (planted_means); (2) auxiliary rows ask "Which country are you from?" and teach the model to find
-the country in the system prompt; (3) options are listed in one order only (ORDER). With all three, 2000 steps of
+the country in the system prompt; (3) options are listed in one order only (ORDER). Without (1) or (3) the model stays at the item average
+(persona loss = naive loss after 1500-2000 steps); (2) makes the country readable within 100 steps. With all three, 2000 steps of
 batch 32 reach the targets' entropy (cross-entropy 0.462 vs floor 0.461) and the persona prompt reproduces each
 country's indices to within 1 point of L1 loss, while the naive prompt sits at the reference mean (BENCHMARKS.md).
 """
