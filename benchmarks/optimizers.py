@@ -33,6 +33,8 @@ SETTINGS = {  # key: (label, setting)
     "random-sub": ("random search, subspace", dict(optimizer="random", space="subspace")),
     # align's default initialisation, "You are a person from <country>.", for comparison
     "de-sub-country": ("DE, subspace, init names the country", dict(optimizer="de", space="subspace", init_text=None)),
+    "cma-sub-country": ("CMA-ES, subspace, init names the country",
+                        dict(optimizer="cma", space="subspace", init_text=None)),
 }
 
 
