@@ -47,8 +47,8 @@ def main() -> None:
     for placement, n_tokens, scale, space in settings:
         cfg = SoftPromptConfig(n_tokens=n_tokens, placement=placement, scale=scale, space=space)
         p0 = initial_embeddings(cfg, emb, lm.tokenizer, country.name, seed=0)
-        space = PromptSpace(p0, sigma, cfg, seed=0)
-        prompts = space(np.random.default_rng(0).standard_normal((n, space.dim)))
+        prompt_space = PromptSpace(p0, sigma, cfg, seed=0)
+        prompts = prompt_space(np.random.default_rng(0).standard_normal((n, prompt_space.dim)))
         t0 = time.perf_counter()
         expected = survey.answer(prompts, placement).expected
         secs = (time.perf_counter() - t0) / n

@@ -35,6 +35,9 @@ SETTINGS = {  # key: (label, setting)
     "de-sub-country": ("DE, subspace, init names the country", dict(optimizer="de", space="subspace", init_text=None)),
     "cma-sub-country": ("CMA-ES, subspace, init names the country",
                         dict(optimizer="cma", space="subspace", init_text=None)),
+    # the prototype of NOTES.md section 8 (its stall is the baseline to beat)
+    "prototype": ("prototype: DE, subspace, suffix, init names the country",
+                  dict(optimizer="de", space="subspace", init_text=None, placement="suffix")),
 }
 
 
@@ -64,9 +67,10 @@ def run_model(name: str, session: Session, args, out: Path) -> tuple[list[str], 
         baselines[target.name] = baselines_for(session, target)
         for label, setting in settings.items():
             for seed in range(args.seeds):
-                soft = SoftPromptConfig(n_tokens=args.n_tokens, placement=args.placement, space=setting["space"],
+                soft = SoftPromptConfig(n_tokens=args.n_tokens, placement=setting.get("placement", args.placement),
+                                        space=setting["space"],
                                         subspace_dim=args.subspace_dim, scale=args.scale,
-                                        init_text=setting.get("init_text", NEUTRAL_INIT))
+                                        init_text=setting.get("init_text", args.init_text))
                 run_dir = out / name / f"{target.code}-{''.join(ch for ch in label if ch.isalnum())}-{seed}"
                 curve = best_curve(session, country, setting["optimizer"], soft, args.popsize, args.budget, seed,
                                    run_dir)
@@ -113,9 +117,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--popsize", type=int, default=16)
     ap.add_argument("--n-tokens", type=int, default=8)
-    ap.add_argument("--placement", default="suffix")
+    ap.add_argument("--placement", default="prefix", help="prefix: the planted model reads the country there")
     ap.add_argument("--subspace-dim", type=int, default=64)
     ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--init", choices=("neutral", "country"), default="neutral",
+                    help="initial text of the settings that do not fix it: neutral, or 'You are a person from <country>.'")
     ap.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, from {','.join(SETTINGS)}")
     ap.add_argument("--quick", action="store_true", help="one country, one seed, budget 64")
     args = ap.parse_args()
@@ -123,6 +129,7 @@ def main() -> None:
     unknown = [k for k in args.settings if k not in SETTINGS]
     if unknown:
         raise SystemExit(f"unknown settings {unknown}: choose from {list(SETTINGS)}")
+    args.init_text = NEUTRAL_INIT if args.init == "neutral" else None
     if args.quick:
         args.seeds, args.budget = 1, 64
     out = Path(tempfile.mkdtemp(prefix="ca-optimizers-"))
@@ -138,7 +145,9 @@ def main() -> None:
         body = (f"## Sample efficiency on the {name} model\n\nCommand: `{command()}` ({time.time() - start:.0f} s)  \n"
                 f"Machine: {machine()}\n\nFinal best L1 loss after {args.budget} evaluations, mean ± SD over {args.seeds} "
                 f"seed(s); population {args.popsize}, {args.n_tokens} tokens, {args.placement} placement, subspace "
-                f"dimension {args.subspace_dim}, scale {args.scale}, anchored constants. Figure: "
+                f"dimension {args.subspace_dim}, scale {args.scale}, anchored constants, initial text "
+                f"{'naming the country' if args.init == 'country' else repr(NEUTRAL_INIT)} unless the column says "
+                f"otherwise. Figure: "
                 f"`{fig.relative_to(ROOT)}`.\n\n" + "\n".join(lines))
         write_section(f"optimizers-{name}" + ("-quick" if args.quick else ""), body)
         print(body)

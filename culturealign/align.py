@@ -14,7 +14,7 @@ import csv
 import io
 import pickle
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,35 +23,13 @@ import torch
 from .errors import CultureAlignError
 from .instrument import DIMENSIONS
 from .io import atomic_write_bytes, atomic_write_json, atomic_write_text, refuse_overwrite
-from .measure import MeasureConfig, Session
+from .config import AlignConfig, MeasureConfig, SoftPromptConfig  # noqa: F401  (re-exported)
+from .measure import Session
 from .optimizers import AskTellOptimizer
-from .softprompt import PromptSpace, SoftPrompt, SoftPromptConfig, initial_embeddings
+from .softprompt import PromptSpace, SoftPrompt, initial_embeddings
 from .targets import lookup
 
 CHECKPOINT = "checkpoint.pkl"
-
-
-@dataclass
-class AlignConfig:
-    """Everything that decides an alignment run (recorded in run.json; a resumed run reuses it)."""
-
-    country: str
-    prompt: str = "naive"              # the prompt style the soft prompt is trained with (and measured with)
-    optimizer: str = "de"
-    popsize: int = 16
-    budget: int = 320                  # candidate evaluations
-    seed: int = 0
-    patience: int | None = None        # stop after this many generations without improvement
-    soft: SoftPromptConfig = field(default_factory=SoftPromptConfig)
-    measure: MeasureConfig = field(default_factory=MeasureConfig)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "AlignConfig":
-        data = dict(data)
-        return cls(soft=SoftPromptConfig(**data.pop("soft")), measure=MeasureConfig(**data.pop("measure")), **data)
 
 
 @dataclass

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import platform
 import sys
-from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 
 import numpy as np
 import torch
@@ -17,43 +15,15 @@ from scipy import stats
 from . import __version__
 from . import constants as consts
 from .errors import CultureAlignError
-from .instrument import DIMENSIONS, MAS_WEIGHT_MANUAL, Questionnaire
-from .models import DEFAULT_MODEL, LoadedModel, load_model
+from .instrument import DIMENSIONS, Questionnaire
+from .config import MeasureConfig  # noqa: F401  (re-exported: measure.MeasureConfig)
+from .models import LoadedModel, load_model
 from .objective import Objective, parse_dimensions
-from .prompts import PromptConfig
 from .survey import Survey, SurveyAnswers
 from .targets import CountryTarget, lookup
 
 ORDER_WARNING_R = 0.3
 SPREAD_WARNING = 0.1
-
-
-@dataclass
-class MeasureConfig:
-    """Everything that decides a measurement (recorded with every result)."""
-
-    model: str = DEFAULT_MODEL
-    device: str = "cpu"
-    dtype: str = "float32"
-    questionnaire: str | None = None      # path; None = the built-in English VSM 2013
-    mas_weight: float = MAS_WEIGHT_MANUAL
-    constants: str = "anchored"           # "zero" | "anchored" | path to a JSON file
-    labels: str = "letters"               # chosen by benchmarks/answer_formats.py (BENCHMARKS.md)
-    answer_prefix: str = ""
-    order: str = "both"
-    answer_mode: str = "distribution"     # "distribution" | "sample"
-    samples: int = 20
-    seed: int = 0
-    batch_size: int = 24
-    max_memory_mb: float | None = None    # batches shrink to fit this (estimated) memory per forward pass
-    scoring: str = "auto"
-    dimensions: list[str] | None = None   # None = all six
-
-    def prompt(self, style: str) -> PromptConfig:
-        return PromptConfig(style=style, labels=self.labels, answer_prefix=self.answer_prefix, order=self.order)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def library_versions() -> dict[str, str]:

@@ -12,7 +12,7 @@ does) or ``suffix`` (after the item text). On disk (a folder):
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,48 +20,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from .config import INITS, SPACES, SoftPromptConfig  # noqa: F401  (re-exported)
 from .errors import CultureAlignError
 from .io import atomic_write_bytes, atomic_write_json
 
 SOFT_PROMPT_FILE = "soft_prompt.safetensors"
 SOFT_PROMPT_JSON = "soft_prompt.json"
-INITS = ("text", "vocab", "random")
-SPACES = ("full", "subspace")
-
-
-@dataclass
-class SoftPromptConfig:
-    """How a soft prompt is parametrised and initialised.
-
-    n_tokens: virtual tokens. placement: ``prefix`` or ``suffix``. init: ``text`` (embeddings of ``init_text``,
-    cycled or cut to n_tokens; default text "You are a person from <country>."), ``vocab`` (random vocabulary rows)
-    or ``random`` (Gaussian at the embedding matrix's per-coordinate scale). space: ``full`` (every coordinate,
-    the paper's setting) or ``subspace`` (p = p0 + scale * A z with a fixed random A, Black-Box Tuning).
-    scale: the perturbation scale in units of the embedding matrix's standard deviation.
-    """
-
-    n_tokens: int = 8
-    placement: str = "suffix"
-    init: str = "text"
-    init_text: str | None = None
-    space: str = "subspace"
-    subspace_dim: int = 64
-    scale: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.n_tokens < 1:
-            raise CultureAlignError("--n-tokens must be at least 1")
-        if self.placement not in ("prefix", "suffix"):
-            raise CultureAlignError(f"unknown placement '{self.placement}': use prefix or suffix")
-        if self.init not in INITS:
-            raise CultureAlignError(f"unknown init '{self.init}': use one of {', '.join(INITS)}")
-        if self.space not in SPACES:
-            raise CultureAlignError(f"unknown search space '{self.space}': use full or subspace")
-        if self.space == "subspace" and self.subspace_dim < 1:
-            raise CultureAlignError("--subspace-dim must be at least 1")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def initial_embeddings(config: SoftPromptConfig, embedding: torch.nn.Embedding, tokenizer, country_name: str | None,
