@@ -94,17 +94,17 @@ def plot(curves: dict, path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(9.5, 4.2), constrained_layout=True)
     for label, runs in curves.items():
         arr = np.array(runs)
         x = np.arange(1, arr.shape[1] + 1)
         line, = ax.plot(x, arr.mean(0), label=label)
-        ax.fill_between(x, arr.min(0), arr.max(0), color=line.get_color(), alpha=0.15)
+        ax.fill_between(x, arr.min(0), arr.max(0), color=line.get_color(), alpha=0.07)
     ax.set_xlabel("candidate evaluations")
     ax.set_ylabel("best loss / reference-mean loss")
     ax.set_title(title, fontsize=11)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=9)
+    ax.legend(fontsize=8.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)

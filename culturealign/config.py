@@ -56,7 +56,7 @@ class SoftPromptConfig:
     """
 
     n_tokens: int = 8
-    placement: str = "suffix"
+    placement: str = "prefix"         # defaults chosen by benchmarks/defaults.py and optimizers.py (BENCHMARKS.md)
     init: str = "text"
     init_text: str | None = None
     space: str = "subspace"
@@ -85,7 +85,7 @@ class AlignConfig:
 
     country: str
     prompt: str = "naive"              # the prompt style the soft prompt is trained with (and measured with)
-    optimizer: str = "de"
+    optimizer: str = "cma"             # CMA-ES; "de" is the paper's (BENCHMARKS.md: sample efficiency)
     popsize: int = 16
     budget: int = 320                  # candidate evaluations
     seed: int = 0
