@@ -83,7 +83,7 @@ def main() -> None:
                       else f"not reached in {args.budget}")
         lines.append(f"| {label} | {np.mean(finals):.1f} | {np.std(finals):.1f} | {reach_text} |")
         print(lines[-1], flush=True)
-    body = (f"## Choosing align's defaults (planted-culture model)\n\nCommand: `{command()}` ({time.time() - start:.0f} s)"
+    body = (f"### Choosing align's defaults (planted-culture model){', quick' if args.quick else ''}\n\nCommand: `{command()}` ({time.time() - start:.0f} s)"
             f"  \nMachine: {machine()}\n\nOne factor at a time around the base; {args.budget} evaluations, "
             f"{len(targets)} countries x {args.seeds} seed(s), prefix placement unless the row says otherwise.\n\n"
             + "\n".join(lines))

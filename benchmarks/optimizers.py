@@ -142,7 +142,7 @@ def main() -> None:
         lines, curves = run_model(name, session, args, out)
         fig = ROOT / "benchmarks" / "figures" / f"optimizers-{name}{'-quick' if args.quick else ''}.png"
         plot(curves, fig, f"{name} model: best loss vs evaluations (mean, min-max over countries x seeds)")
-        body = (f"## Sample efficiency on the {name} model\n\nCommand: `{command()}` ({time.time() - start:.0f} s)  \n"
+        body = (f"### Sample efficiency on the {name} model{', quick' if args.quick else ''}\n\nCommand: `{command()}` ({time.time() - start:.0f} s)  \n"
                 f"Machine: {machine()}\n\nFinal best L1 loss after {args.budget} evaluations, mean ± SD over {args.seeds} "
                 f"seed(s); population {args.popsize}, {args.n_tokens} tokens, {args.placement} placement, subspace "
                 f"dimension {args.subspace_dim}, scale {args.scale}, anchored constants, initial text "
