@@ -60,7 +60,7 @@ def run_model(name: str, session: Session, args, out: Path) -> tuple[list[str], 
     settings = dict(SETTINGS[k] for k in args.settings)
     curves: dict[str, list[np.ndarray]] = {k: [] for k in settings}
     finals: dict[tuple[str, str], list[float]] = {}
-    countries = PAPER_COUNTRIES[:1] if args.quick else PAPER_COUNTRIES
+    countries = PAPER_COUNTRIES[:1] if args.quick else args.countries
     baselines = {}
     for country in countries:
         target = lookup(country)
@@ -122,6 +122,7 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--init", choices=("neutral", "country"), default="neutral",
                     help="initial text of the settings that do not fix it: neutral, or 'You are a person from <country>.'")
+    ap.add_argument("--countries", default=",".join(PAPER_COUNTRIES), help="comma-separated (default: the paper's four)")
     ap.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, from {','.join(SETTINGS)}")
     ap.add_argument("--quick", action="store_true", help="one country, one seed, budget 64")
     args = ap.parse_args()
@@ -129,6 +130,7 @@ def main() -> None:
     unknown = [k for k in args.settings if k not in SETTINGS]
     if unknown:
         raise SystemExit(f"unknown settings {unknown}: choose from {list(SETTINGS)}")
+    args.countries = [c.strip() for c in args.countries.split(",")]
     args.init_text = NEUTRAL_INIT if args.init == "neutral" else None
     if args.quick:
         args.seeds, args.budget = 1, 64
