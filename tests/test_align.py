@@ -71,8 +71,11 @@ def test_search_spaces_map_to_the_embedding_scale():
 
 
 def _cli(*args, env):
+    # SIG_DFL: a test run started in the background (bash `&`, nohup) hands SIGINT down as ignored, and a Python
+    # started with SIGINT ignored never raises KeyboardInterrupt, so the Ctrl-C test would see a finished run
     return subprocess.Popen([sys.executable, "-m", "culturealign.cli", *map(str, args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_model_dir):
@@ -103,10 +106,8 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_model_dir)
     assert torch.equal(SoftPrompt.load(tmp_path / "full").embeddings, SoftPrompt.load(tmp_path / "killed").embeddings)
     assert (tmp_path / "full" / "history.csv").read_text() == history.read_text()
 
-    # Ctrl-C: a clean exit with the best prompt so far and a resumable checkpoint. A longer run, so that it cannot
-    # finish between the test seeing two generations and the signal arriving.
-    long = [*common[:common.index("--budget")], "--budget", "400", *common[common.index("--budget") + 2:]]
-    interrupted = _cli(*long, "--out", tmp_path / "int", env=env)
+    # Ctrl-C: a clean exit with the best prompt so far and a resumable checkpoint
+    interrupted = _cli(*common, "--out", tmp_path / "int", env=env)
     deadline = time.time() + 300
     history = tmp_path / "int" / "history.csv"
     while not (history.exists() and len(history.read_text().splitlines()) >= 3) and time.time() < deadline:
@@ -119,11 +120,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_model_dir)
     resumed = _cli("align", "--out", tmp_path / "int", "--resume", "--json", env=env)
     out_int, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
-    straight = _cli(*long, "--out", tmp_path / "straight", env=env)
-    out_straight, err = straight.communicate(timeout=600)
-    assert straight.returncode == 0, err
-    assert json.loads(out_int)["best"]["loss"] == json.loads(out_straight)["best"]["loss"]
-    assert json.loads(out_int)["evaluations"] == 400
+    assert json.loads(out_int)["best"]["loss"] == a["best"]["loss"]
 
 
 def test_peft_adapter_loads_and_matches_our_prefix_scoring(tmp_path, tiny_tokenizer):
