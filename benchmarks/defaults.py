@@ -74,7 +74,8 @@ def main() -> None:
         finals, reach = [], []
         for t in targets:
             for seed in range(args.seeds):
-                curve = best_curve(session, t.name, optimizer, soft, popsize, args.budget, seed, out / f"{i}-{t.code}-{seed}")
+                curve = best_curve(session, t.name, optimizer, soft, popsize, args.budget, seed,
+                                   out / f"{i}-{t.code}-{seed}")
                 finals.append(curve[-1])
                 below = np.nonzero(curve <= half[t.name])[0]
                 reach.append(below[0] + 1 if len(below) else np.inf)
@@ -83,8 +84,9 @@ def main() -> None:
                       else f"not reached in {args.budget}")
         lines.append(f"| {label} | {np.mean(finals):.1f} | {np.std(finals):.1f} | {reach_text} |")
         print(lines[-1], flush=True)
-    body = (f"### Choosing align's defaults (planted-culture model){', quick' if args.quick else ''}\n\nCommand: `{command()}` ({time.time() - start:.0f} s)"
-            f"  \nMachine: {machine()}\n\nOne factor at a time around the base; {args.budget} evaluations, "
+    body = (f"### Choosing align's defaults (planted-culture model){', quick' if args.quick else ''}\n\n"
+            f"Command: `{command()}` ({time.time() - start:.0f} s)  \nMachine: {machine()}\n\n"
+            f"One factor at a time around the base; {args.budget} evaluations, "
             f"{len(targets)} countries x {args.seeds} seed(s), prefix placement unless the row says otherwise.\n\n"
             + "\n".join(lines))
     write_section("defaults" + ("-quick" if args.quick else ""), body)

@@ -58,8 +58,8 @@ def main() -> None:
         lines.append(f"| {placement} | {n_tokens} | {scale:g} | {space} | " + " | ".join(f"{v:.2f}" for v in sds)
                      + f" | {losses.std():.2f} | {losses.min():.1f} | {secs:.2f} |")
         print(lines[-1], flush=True)
-    body = (f"### Leverage of soft prompts on `{args.model}` ({country.name}{', quick' if args.quick else ''})\n\nCommand: `{command()}` "
-            f"({time.time() - start:.0f} s)  \nMachine: {machine()}\n\n{n} random candidates per setting around the "
+    body = (f"### Leverage of soft prompts on `{args.model}` ({country.name}{', quick' if args.quick else ''})\n\n"
+            f"Command: `{command()}` ({time.time() - start:.0f} s)  \nMachine: {machine()}\n\n{n} random candidates per setting around the "
             f"initial prompt (\"You are a person from {country.name}.\"), naive prompt, default answer format; plain "
             f"model loss {plain:.1f}. SD columns: standard deviation of each index across candidates (index points).\n\n"
             + "\n".join(lines))

@@ -57,33 +57,34 @@ def baselines_for(session: Session, target) -> dict[str, float]:
 
 
 def run_model(name: str, session: Session, args, out: Path) -> tuple[list[str], dict]:
-    settings = dict(SETTINGS[k] for k in args.settings)
-    curves: dict[str, list[np.ndarray]] = {k: [] for k in settings}
+    labels = [SETTINGS[k][0] for k in args.settings]
+    curves: dict[str, list[np.ndarray]] = {label: [] for label in labels}
     finals: dict[tuple[str, str], list[float]] = {}
     countries = PAPER_COUNTRIES[:1] if args.quick else args.countries
     baselines = {}
     for country in countries:
         target = lookup(country)
         baselines[target.name] = baselines_for(session, target)
-        for label, setting in settings.items():
+        for key in args.settings:
+            label, setting = SETTINGS[key]
             for seed in range(args.seeds):
                 soft = SoftPromptConfig(n_tokens=args.n_tokens, placement=setting.get("placement", args.placement),
                                         space=setting["space"],
                                         subspace_dim=args.subspace_dim, scale=args.scale,
                                         init_text=setting.get("init_text", args.init_text))
-                run_dir = out / name / f"{target.code}-{''.join(ch for ch in label if ch.isalnum())}-{seed}"
+                run_dir = out / name / f"{target.code}-{key}-{seed}"
                 curve = best_curve(session, country, setting["optimizer"], soft, args.popsize, args.budget, seed,
                                    run_dir)
                 curves[label].append(curve / baselines[target.name]["reference mean"])
                 finals.setdefault((target.name, label), []).append(float(curve[-1]))
                 print(f"{name} {target.name} {label} seed {seed}: {curve[-1]:.1f}", flush=True)
-    lines = ["| country | naive | persona | reference mean | " + " | ".join(settings) + " |",
-             "|---|---|---|---|" + "---|" * len(settings)]
+    lines = ["| country | naive | persona | reference mean | " + " | ".join(labels) + " |",
+             "|---|---|---|---|" + "---|" * len(labels)]
     for c, base in baselines.items():
-        cells = [f"{np.mean(finals[(c, k)]):.1f} ± {np.std(finals[(c, k)]):.1f}" for k in settings]
+        cells = [f"{np.mean(finals[(c, k)]):.1f} ± {np.std(finals[(c, k)]):.1f}" for k in labels]
         lines.append(f"| {c} | {base['naive']:.1f} | {base['persona']:.1f} | {base['reference mean']:.1f} | "
                      + " | ".join(cells) + " |")
-    means = [f"{np.mean([np.mean(finals[(c, k)]) for c in baselines]):.1f}" for k in settings]
+    means = [f"{np.mean([np.mean(finals[(c, k)]) for c in baselines]):.1f}" for k in labels]
     lines.append("| **mean** | | | | " + " | ".join(means) + " |")
     return lines, curves
 
@@ -144,7 +145,8 @@ def main() -> None:
         lines, curves = run_model(name, session, args, out)
         fig = ROOT / "benchmarks" / "figures" / f"optimizers-{name}{'-quick' if args.quick else ''}.png"
         plot(curves, fig, f"{name} model: best loss vs evaluations (mean, min-max over countries x seeds)")
-        body = (f"### Sample efficiency on the {name} model{', quick' if args.quick else ''}\n\nCommand: `{command()}` ({time.time() - start:.0f} s)  \n"
+        body = (f"### Sample efficiency on the {name} model{', quick' if args.quick else ''}\n\n"
+                f"Command: `{command()}` ({time.time() - start:.0f} s)  \n"
                 f"Machine: {machine()}\n\nFinal best L1 loss after {args.budget} evaluations, mean ± SD over {args.seeds} "
                 f"seed(s); population {args.popsize}, {args.n_tokens} tokens, {args.placement} placement, subspace "
                 f"dimension {args.subspace_dim}, scale {args.scale}, anchored constants, initial text "

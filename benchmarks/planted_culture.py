@@ -7,12 +7,12 @@ and an optimiser's sample efficiency can be measured. Used by benchmarks/optimiz
 
 Usage (trains, about 5 min on 2 cores, caches, reports fit): python benchmarks/planted_culture.py [--steps 2000]
 
-What makes it learnable: (1) the countries' item means differ by an
-SD of about 0.6 (planted_means); (2) auxiliary rows ask "Which country are you from?" and teach the model to find
-the country in the system prompt; (3) options are listed in one order only (ORDER). Without (1) or (3) the model stays at the item average
-(persona loss = naive loss after 1500-2000 steps); (2) makes the country readable within 100 steps. With all three, 2000 steps of
-batch 32 reach the targets' entropy (cross-entropy 0.462 vs floor 0.461) and the persona prompt reproduces each
-country's indices to within 1 point of L1 loss, while the naive prompt sits at the reference mean (BENCHMARKS.md).
+What makes it learnable: (1) the countries' item means differ by an SD of about 0.6 (planted_means); (2) auxiliary
+rows ask "Which country are you from?" and teach the model to find the country in the system prompt; (3) options are
+listed in one order only (ORDER). Without (1) or (3) the model stays at the item average (persona loss = naive loss
+after 1500-2000 steps); (2) makes the country readable within 100 steps. With all three, 2000 steps of batch 32 reach
+the targets' entropy (cross-entropy 0.462 vs floor 0.461) and the persona prompt reproduces each country's indices
+to within 1 point of L1 loss, while the naive prompt sits at the reference mean (BENCHMARKS.md).
 """
 from __future__ import annotations
 
@@ -127,7 +127,8 @@ def train_planted(steps: int = 2000, hidden: int = 64, layers: int = 2, seed: in
     """Train (or load from the cache) the planted-culture model: a Llama of ``layers`` x ``hidden`` with a BPE
     tokenizer in which each country name is one token, trained on the survey rows (cross-entropy against the planted
     answer distributions, over the full vocabulary) plus the country questions."""
-    key = hashlib.sha256(json.dumps([steps, hidden, layers, seed, lr, PLANTED_COUNTRIES, ORDER, 7]).encode()).hexdigest()[:12]
+    recipe = [steps, hidden, layers, seed, lr, PLANTED_COUNTRIES, ORDER, 7]
+    key = hashlib.sha256(json.dumps(recipe).encode()).hexdigest()[:12]
     folder = cache_dir() / "planted" / key
     q = Questionnaire.builtin()
     if (folder / "config.json").is_file():

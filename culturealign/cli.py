@@ -10,10 +10,10 @@ from typing import List, Optional
 import typer
 
 from . import reporting
+from .config import AlignConfig, SoftPromptConfig
 from .errors import CultureAlignError
 from .instrument import DIMENSIONS, MAS_WEIGHT_CAT, MAS_WEIGHT_MANUAL, Questionnaire, read_means
 from .io import atomic_write_json, refuse_overwrite, to_json
-from .config import AlignConfig, SoftPromptConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Measure and align the cultural profile (Hofstede VSM 2013) of language models.")

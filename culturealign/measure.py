@@ -14,9 +14,9 @@ from scipy import stats
 
 from . import __version__
 from . import constants as consts
+from .config import MeasureConfig  # noqa: F401  (re-exported: measure.MeasureConfig)
 from .errors import CultureAlignError
 from .instrument import DIMENSIONS, Questionnaire
-from .config import MeasureConfig  # noqa: F401  (re-exported: measure.MeasureConfig)
 from .models import LoadedModel, load_model
 from .objective import Objective, parse_dimensions
 from .survey import Survey, SurveyAnswers

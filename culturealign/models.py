@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
+from .config import DEFAULT_MODEL
 from .errors import CultureAlignError
 
-from .config import DEFAULT_MODEL
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
