@@ -57,3 +57,18 @@ def refuse_overwrite(path: str | Path, force: bool, what: str = "output") -> Non
     path = Path(path)
     if path.exists() and not force and (path.is_file() or any(path.iterdir())):
         raise CultureAlignError(f"{what} {path} already exists: choose another path, or pass --force to overwrite")
+
+
+def read_json(path: str | Path, what: str = "file", hint: str = "") -> object:
+    """Parse a JSON file; a missing, unreadable or corrupt file is a :class:`CultureAlignError` naming ``what``.
+
+    ``hint`` says what to do about it (for example "re-run `culturealign align`").
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CultureAlignError(f"{what} {path} does not exist" + (f": {hint}" if hint else "")) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CultureAlignError(f"{what} {path} is unreadable or not valid JSON ({exc})"
+                                + (f": {hint}" if hint else "")) from None
