@@ -1,51 +1,87 @@
-"""Aligning a model to a country: a soft prompt optimised by a black-box optimiser against the L1 objective.
+"""Aligning a model to a country: a soft prompt optimised against the L1 objective.
 
-:class:`AlignConfig` holds the choices; :func:`align` runs (or resumes) the loop and writes a run folder:
+Two kinds of optimiser share one run folder and one loop:
+
+- black-box (``cma``, ``de``, ``random``; nevergrad ask/tell): a population of candidates per generation, each scored
+  in one batched forward pass; works with any backend that scores soft prompts;
+- gradient (``adam``): white-box, the soft prompt's gradient through the model (:mod:`culturealign.gradient`), one
+  step per forward + backward pass over every survey row.
+
+:func:`align` runs (or resumes) the loop and writes a run folder:
 
 - ``run.json``: configuration, seed, model, library versions, constants, target, the best candidate's profile and
   loss per dimension, evaluations used, wall time, status (``running``, ``interrupted``, ``finished``);
-- ``history.csv``: one row per generation (evaluations used, best and median loss, best per-dimension scores);
+- ``history.csv``: one row per generation or step (evaluations, forward-pass equivalents, wall time, best and
+  current loss, the best candidate's indices);
 - the best soft prompt (see :mod:`culturealign.softprompt`), rewritten whenever it improves;
-- ``checkpoint.pkl``: the optimiser state after the last complete generation (atomic), for ``--resume``.
+- ``checkpoint.safetensors``: the state after the last complete generation or step, written atomically. It holds
+  no code (no pickle): the run state as JSON in the header, and for ``adam`` the prompt and Adam's moments as
+  tensors. A black-box optimiser is rebuilt by replaying its recorded generations, which gives the same state.
 """
 from __future__ import annotations
 
 import csv
 import io
-import pickle
+import json
+import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
 
+from .config import GRADIENT_OPTIMIZERS, AlignConfig, MeasureConfig, SoftPromptConfig  # noqa: F401  (re-exported)
 from .errors import CultureAlignError
 from .instrument import DIMENSIONS
 from .io import atomic_write_bytes, atomic_write_json, atomic_write_text, refuse_overwrite
-from .config import AlignConfig, MeasureConfig, SoftPromptConfig  # noqa: F401  (re-exported)
 from .measure import Session
 from .optimizers import AskTellOptimizer
-from .softprompt import PromptSpace, SoftPrompt, initial_embeddings
+from .softprompt import (PEFT_FILES, SOFT_PROMPT_FILE, SOFT_PROMPT_JSON, PromptSpace, SoftPrompt,
+                         embedding_scale, initial_embeddings)
 from .targets import lookup
 
-CHECKPOINT = "checkpoint.pkl"
+CHECKPOINT = "checkpoint.safetensors"
+CHECKPOINT_FORMAT = "culturealign-checkpoint/2"
+RUN_FILES = (CHECKPOINT, "history.csv", "run.json", SOFT_PROMPT_FILE, SOFT_PROMPT_JSON, *PEFT_FILES)
 
 
 @dataclass
 class AlignState:
-    generation: int = 0
-    best_z: np.ndarray | None = None
+    """What a run has done so far (JSON-ready; tensors of gradient runs live beside it in the checkpoint)."""
+
+    generation: int = 0                # generations (black-box) or steps (gradient) done
+    evaluations: int = 0               # candidate evaluations (black-box) or gradient steps
+    cost: float = 0.0                  # forward-pass equivalents used
     best_loss: float = float("inf")
-    best_indices: np.ndarray | None = None
+    best_indices: list[float] | None = None
+    best_z: list[float] | None = None  # black-box: the best search vector
     stale: int = 0                     # generations since the best improved
+    told: list[list[float]] = field(default_factory=list)  # black-box: the losses told, replayed on resume
     history: list[dict] = field(default_factory=list)
     elapsed: float = 0.0
-    optimizer: bytes = b""
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AlignState":
+        try:
+            state = cls(**data)
+            state.best_loss = float(state.best_loss)
+            if not all(isinstance(x, int) for x in (state.generation, state.evaluations, state.stale)):
+                raise TypeError("generation, evaluations and stale must be integers")
+            if not isinstance(state.history, list) or not isinstance(state.told, list):
+                raise TypeError("history and told must be lists")
+        except (TypeError, ValueError) as exc:
+            raise CultureAlignError(f"checkpoint state is not valid ({exc})") from None
+        return state
 
 
 class Alignment:
-    """One alignment run in ``out_dir``: set up from a config (or a checkpoint) and stepped generation by generation."""
+    """One alignment run in ``out_dir``: set up from a config (or a checkpoint) and stepped one generation (or
+    gradient step) at a time with :meth:`step`. Use :func:`make_alignment` to get the right kind."""
+
+    kind = "black-box"
 
     def __init__(self, config: AlignConfig, out_dir: str | Path, session: Session | None = None):
         self.config, self.out = config, Path(out_dir)
@@ -54,13 +90,23 @@ class Alignment:
         self.objective = self.session.objective(self.country)
         self.survey = self.session.survey(config.prompt, self.country)
         embedding = self.session.lm.model.get_input_embeddings()
-        p0 = initial_embeddings(config.soft, embedding, self.session.lm.tokenizer, self.country.name, config.seed)
-        sigma = float(embedding.weight.detach().float().std())
-        self.space = PromptSpace(p0, sigma, config.soft, config.seed)
-        self.optimizer = AskTellOptimizer(config.optimizer, self.space.dim, config.popsize, config.budget, config.seed)
+        self.p0 = initial_embeddings(config.soft, embedding, self.session.lm.tokenizer, self.country.name,
+                                     config.seed)
+        self.sigma = embedding_scale(embedding)
         self.state = AlignState()
+        self._setup()
 
-    # ---- one generation ---------------------------------------------------------------------------------------------
+    # ---- black-box: one generation ----------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        self.space = PromptSpace(self.p0, self.sigma, self.config.soft, self.config.seed)
+        self.optimizer = AskTellOptimizer(self.config.optimizer, self.space.dim, self.config.popsize,
+                                          self.config.budget, self.config.seed)
+
+    @property
+    def total(self) -> int:
+        """Units of work in the whole run (candidate evaluations, or gradient steps)."""
+        return self.config.budget
+
     def evaluate(self, zs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Losses ``(P,)`` and indices ``(P, 6)`` of a population of search vectors ``(P, dim)``."""
         answers = self.survey.answer(self.space(zs), self.config.soft.placement)
@@ -70,18 +116,29 @@ class Alignment:
         zs = self.optimizer.ask()
         losses, indices = self.evaluate(zs)
         self.optimizer.tell(zs, losses)
+        self.state.told.append([float(x) for x in losses])
+        best = int(np.argmin(losses))
+        return self._record(len(zs), float(len(zs)), float(losses[best]), indices[best], zs[best],
+                            median_loss=float(np.median(losses)))
+
+    def _record(self, evaluations: int, cost: float, loss: float, indices: np.ndarray, z, **extra) -> dict:
         st = self.state
         st.generation += 1
-        best = int(np.argmin(losses))
-        if losses[best] < st.best_loss - 1e-9:
-            st.best_loss, st.best_z, st.best_indices, st.stale = float(losses[best]), zs[best].copy(), indices[best], 0
+        st.evaluations += evaluations
+        st.cost += cost
+        if loss < st.best_loss - 1e-9:
+            st.best_loss, st.best_indices, st.stale = loss, [float(v) for v in indices], 0
+            self._keep_best(z)
         else:
             st.stale += 1
-        row = {"generation": st.generation, "evaluations": self.optimizer.evaluations,
-               "best_loss": st.best_loss, "median_loss": float(np.median(losses)), "generation_best": float(losses[best]),
+        row = {"generation": st.generation, "evaluations": st.evaluations, "forward_equivalents": st.cost,
+               "wall_s": 0.0, "best_loss": st.best_loss, "loss": loss, **extra,
                **{f"best_{d}": float(v) for d, v in zip(DIMENSIONS, st.best_indices)}}
         st.history.append(row)
         return row
+
+    def _keep_best(self, z) -> None:
+        self.state.best_z = [float(v) for v in z]
 
     @property
     def finished(self) -> bool:
@@ -89,35 +146,45 @@ class Alignment:
         return self.optimizer.done or (patience is not None and self.state.stale >= patience)
 
     # ---- persistence ------------------------------------------------------------------------------------------------
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def _load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Black-box: rebuild the optimiser by replaying every recorded generation (ask is deterministic given
+        the seed and the losses told before it)."""
+        for losses in self.state.told:
+            zs = self.optimizer.ask()
+            if len(zs) != len(losses):
+                raise CultureAlignError("checkpoint does not match this configuration (population sizes differ)")
+            self.optimizer.tell(zs, np.asarray(losses))
+
     def checkpoint(self) -> None:
-        self.state.optimizer = self.optimizer.state_dict()
-        buf = io.BytesIO()
-        pickle.dump({"config": self.config.to_dict(), "state": self.state}, buf)
-        atomic_write_bytes(self.out / CHECKPOINT, buf.getvalue())
+        meta = {"format": CHECKPOINT_FORMAT, "kind": self.kind, "config": json.dumps(self.config.to_dict()),
+                "state": json.dumps(asdict(self.state))}
+        atomic_write_bytes(self.out / CHECKPOINT, save(self._tensors(), metadata=meta))
         self._write_history()
 
     def restore(self) -> None:
-        path = self.out / CHECKPOINT
-        try:
-            data = pickle.loads(path.read_bytes())
-        except (OSError, pickle.UnpicklingError, EOFError) as exc:
-            raise CultureAlignError(f"cannot resume: checkpoint {path} is unreadable ({exc})") from None
-        self.state = data["state"]
-        self.optimizer.load_state_dict(self.state.optimizer)
+        _, state, tensors = read_checkpoint(self.out)
+        self.state = AlignState.from_dict(state)
+        self._load_tensors(tensors)
+
+    def best_embeddings(self) -> torch.Tensor:
+        return self.space(np.asarray(self.state.best_z))[0]
 
     def best_prompt(self) -> SoftPrompt:
-        emb = self.space(self.state.best_z)[0]
-        return SoftPrompt(emb, self.config.soft.placement, self.provenance())
+        return SoftPrompt(self.best_embeddings(), self.config.soft.placement, self.provenance())
 
     def provenance(self) -> dict:
         lm = self.session.lm
         return {"country": self.country.name, "target": {d: self.country.scores.get(d) for d in DIMENSIONS},
                 "constants": self.session.constants.to_dict()["values"], "loss": self.state.best_loss,
                 "loss_dimensions": self.objective.dimensions, "seed": self.config.seed, "model": lm.model_id,
-                "model_path": lm.resolved_path, "prompt": self.config.prompt, "n_tokens": self.config.soft.n_tokens}
+                "model_path": lm.resolved_path, "prompt": self.config.prompt, "n_tokens": self.config.soft.n_tokens,
+                "optimizer": self.config.optimizer}
 
     def save_best(self) -> None:
-        if self.state.best_z is not None:
+        if self.state.best_indices is not None:
             self.best_prompt().save(self.out, base_model=self.session.lm.resolved_path)
 
     def _write_history(self) -> None:
@@ -139,35 +206,154 @@ class Alignment:
         record = {"status": status, "config": self.config.to_dict(), "seed": self.config.seed,
                   "country": self.country.to_dict(), "loss_dimensions": self.objective.dimensions,
                   "constants": self.session.constants.to_dict(), "best": {"loss": st.best_loss, "indices": best},
-                  "evaluations": self.optimizer.evaluations, "generations": st.generation,
-                  "search_dim": self.space.dim, "wall_time_s": st.elapsed,
+                  "optimizer_kind": self.kind, "evaluations": st.evaluations, "generations": st.generation,
+                  "forward_equivalents": st.cost, "search_dim": self.search_dim, "wall_time_s": st.elapsed,
                   "reference_mean_loss": self.objective.reference_mean_loss(),
                   **{k: v for k, v in self.session.provenance().items() if k != "config"}}
         atomic_write_json(self.out / "run.json", record)
         return record
 
+    @property
+    def search_dim(self) -> int:
+        return self.space.dim
 
-def align(config: AlignConfig, out_dir: str | Path, resume: bool = False, force: bool = False,
+
+class GradientAlignment(Alignment):
+    """White-box alignment: Adam on the soft prompt itself (an fp32 master copy, whatever the model's dtype),
+    with the gradient of the survey loss through the frozen model. One step = one forward + backward pass over
+    every survey row (both option orders); ``evaluations`` counts steps."""
+
+    kind = "gradient"
+
+    def _setup(self) -> None:
+        from .gradient import SurveyGradient, alignment_loss
+
+        if self.config.measure.answer_mode != "distribution":
+            raise CultureAlignError("gradient alignment needs answer distributions: sample mode (generated text) is "
+                                    "not differentiable; use a black-box optimiser (--optimizer cma, de or random)")
+        self.prompt = self.p0.clone().float().unsqueeze(0).requires_grad_(True)   # (1, n_tokens, hidden)
+        self.adam = torch.optim.Adam([self.prompt], lr=self.config.lr)
+        self.grad = SurveyGradient(self.survey, self.objective.constants, self.config.soft.placement,
+                                   self.config.checkpointing)
+        self.loss_fn = alignment_loss(self.objective.target_vector, self.objective.dimensions, self.config.loss,
+                                      self.config.huber_delta)
+        self.best = self.p0.clone().float()
+
+    @property
+    def total(self) -> int:
+        return self.config.steps
+
+    def learning_rate(self, step: int) -> float:
+        """The schedule: ``constant``, or ``cosine`` from ``lr`` down to ``lr / 10`` over the run."""
+        if self.config.schedule == "constant" or self.config.steps <= 1:
+            return self.config.lr
+        frac = min(1.0, step / (self.config.steps - 1))
+        return self.config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+    def step(self) -> dict:
+        lr = self.learning_rate(self.state.generation)
+        for group in self.adam.param_groups:
+            group["lr"] = lr
+        self.adam.zero_grad(set_to_none=True)
+        current = self.prompt.detach()[0].clone()
+        indices = self.grad.backward(self.prompt, self.loss_fn)[0]
+        loss = float(self.objective.loss_of_indices(indices[None])[0])   # always the true L1
+        grad_norm = float(self.prompt.grad.norm())
+        self.adam.step()
+        return self._record(1, self.grad.step_cost, loss, indices, current, lr=lr, grad_norm=grad_norm)
+
+    def _keep_best(self, embeddings: torch.Tensor) -> None:
+        self.best = embeddings
+
+    @property
+    def finished(self) -> bool:
+        patience = self.config.patience
+        return self.state.generation >= self.config.steps or (patience is not None and self.state.stale >= patience)
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        adam = self.adam.state.get(self.prompt, {})
+        tensors = {"prompt": self.prompt.detach(), "best": self.best}
+        tensors.update({f"adam.{k}": v for k, v in adam.items() if isinstance(v, torch.Tensor)})
+        return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+
+    def _load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        try:
+            with torch.no_grad():
+                self.prompt.copy_(_checked(tensors, "prompt", self.prompt.shape))
+            self.best = _checked(tensors, "best", self.best.shape).clone()
+            moments = {k[len("adam."):]: v for k, v in tensors.items() if k.startswith("adam.")}
+            if moments:
+                if set(moments) != {"step", "exp_avg", "exp_avg_sq"}:
+                    raise CultureAlignError(f"checkpoint has unexpected Adam state {sorted(moments)}")
+                for name in ("exp_avg", "exp_avg_sq"):
+                    _checked(moments, name, self.prompt.shape)
+                self.adam.state[self.prompt] = {k: v.clone() for k, v in moments.items()}
+        except RuntimeError as exc:
+            raise CultureAlignError(f"checkpoint tensors do not fit this run ({exc})") from None
+
+    def best_embeddings(self) -> torch.Tensor:
+        return self.best
+
+    @property
+    def search_dim(self) -> int:
+        return self.prompt.numel()
+
+
+def _checked(tensors: dict, name: str, shape) -> torch.Tensor:
+    if name not in tensors or tuple(tensors[name].shape) != tuple(shape):
+        raise CultureAlignError(f"checkpoint tensor '{name}' is missing or has the wrong shape (need {tuple(shape)})")
+    return tensors[name]
+
+
+def make_alignment(config: AlignConfig, out_dir: str | Path, session: Session | None = None) -> Alignment:
+    """The alignment run for ``config.optimizer``: :class:`GradientAlignment` for gradient optimisers."""
+    cls = GradientAlignment if config.optimizer in GRADIENT_OPTIMIZERS else Alignment
+    return cls(config, out_dir, session)
+
+
+def read_checkpoint(folder: str | Path) -> tuple[AlignConfig, dict, dict[str, torch.Tensor]]:
+    """The configuration, state and tensors of a run folder's checkpoint; anything wrong is a clear error."""
+    path = Path(folder) / CHECKPOINT
+    hint = "start a new run without --resume (or with --force)"
+    if not path.is_file():
+        raise CultureAlignError(f"cannot resume: {folder} has no {CHECKPOINT}: {hint}")
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
+        config = AlignConfig.from_dict(json.loads(meta["config"]))
+        state = json.loads(meta["state"])
+        if not isinstance(state, dict):
+            raise ValueError("state is not an object")
+    except CultureAlignError as exc:
+        raise CultureAlignError(f"cannot resume: checkpoint {path} is not valid ({exc}): {hint}") from None
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as exc:
+        raise CultureAlignError(f"cannot resume: checkpoint {path} is unreadable or corrupt ({exc}): {hint}") from None
+    return config, state, tensors
+
+
+def align(config: AlignConfig | None, out_dir: str | Path, resume: bool = False, force: bool = False,
           session: Session | None = None, on_generation=None, on_start=None) -> dict:
     """Run (or resume) an alignment; returns the run record (also in ``out_dir/run.json``).
 
-    ``on_start(alignment)`` is called once set up and ``on_generation(alignment, row)`` after every generation
-    (the CLI draws its progress bar there).
-    Ctrl-C leaves a resumable checkpoint and the best prompt so far, then re-raises KeyboardInterrupt.
+    ``on_start(alignment)`` is called once set up and ``on_generation(alignment, row)`` after every generation or
+    gradient step (the CLI draws its progress there). Ctrl-C leaves a resumable checkpoint and the best prompt so
+    far, then re-raises KeyboardInterrupt.
     """
     out = Path(out_dir)
     if resume:
-        if not (out / CHECKPOINT).is_file():
-            raise CultureAlignError(f"cannot resume: {out} has no {CHECKPOINT} (start a new run without --resume)")
-        saved = pickle.loads((out / CHECKPOINT).read_bytes())["config"]
-        config = AlignConfig.from_dict(saved)
+        config, _, _ = read_checkpoint(out)
     else:
+        if config is None:
+            raise CultureAlignError("give an alignment configuration (or resume a run)")
         refuse_overwrite(out, force, what="run folder")
         if force and out.exists():
-            for name in (CHECKPOINT, "history.csv", "run.json"):
+            for name in RUN_FILES:  # nothing of an earlier run may survive beside the new one
                 (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    run = Alignment(config, out, session)
+    run = make_alignment(config, out, session)
     if resume:
         run.restore()
     run.write_run("running")
@@ -178,7 +364,7 @@ def align(config: AlignConfig, out_dir: str | Path, resume: bool = False, force:
     try:
         while not run.finished:
             row = run.step()
-            run.state.elapsed = time.perf_counter() - started
+            run.state.elapsed = row["wall_s"] = time.perf_counter() - started
             improved = run.state.stale == 0
             run.checkpoint()
             if improved:

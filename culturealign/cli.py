@@ -205,10 +205,16 @@ def align(
     country: Optional[str] = typer.Option(None, "--country", "-c", help="target country (not needed with --resume)"),
     out: Path = typer.Option(..., "--out", help="run folder (never overwritten without --force)"),
     prompt: str = typer.Option("naive", "--prompt", help="prompt style the soft prompt is trained with: naive, persona or icl"),
-    optimizer: str = typer.Option(_ALIGN.optimizer, "--optimizer", help="cma (CMA-ES), de (differential evolution, the paper's) or random"),
+    optimizer: str = typer.Option(_ALIGN.optimizer, "--optimizer", help="cma (CMA-ES), de (differential evolution, the paper's), random (black-box), or adam (gradients through the model)"),
     popsize: int = typer.Option(_ALIGN.popsize, "--popsize", help="candidates per generation"),
     budget: int = typer.Option(_ALIGN.budget, "--budget", help="candidate evaluations in total"),
-    patience: Optional[int] = typer.Option(None, "--patience", help="stop after this many generations without improvement"),
+    patience: Optional[int] = typer.Option(None, "--patience", help="stop after this many generations (or steps) without improvement"),
+    steps: int = typer.Option(_ALIGN.steps, "--steps", help="adam: gradient steps (one forward + backward pass over every item each)"),
+    lr: float = typer.Option(_ALIGN.lr, "--lr", help="adam: learning rate"),
+    schedule: str = typer.Option(_ALIGN.schedule, "--schedule", help="adam: constant or cosine (down to lr/10)"),
+    loss: str = typer.Option(_ALIGN.loss, "--loss", help="adam: the loss it descends, l1 or huber (the reported loss is always L1)"),
+    huber_delta: float = typer.Option(_ALIGN.huber_delta, "--huber-delta", help="adam with --loss huber: quadratic within this many index points"),
+    checkpointing: bool = typer.Option(False, "--checkpointing", help="adam: recompute activations in the backward pass (less memory, more time)"),
     n_tokens: int = typer.Option(_SOFT.n_tokens, "--n-tokens", help="virtual tokens in the soft prompt"),
     placement: str = typer.Option(_SOFT.placement, "--placement", help="prefix (before everything; exported as a PEFT adapter) or suffix (after the item text; about 4.6x cheaper on CPU, less leverage)"),
     init: str = typer.Option(_SOFT.init, "--init", help="text (embeddings of --init-text), vocab (random vocabulary rows) or random"),
@@ -241,7 +247,8 @@ def align(
         mcfg = _config(model, device, dtype, questionnaire, constants, cat_mas_weight, dimensions, order, labels,
                        answer_prefix, seed=seed, batch_size=batch_size, max_memory=max_memory)
         config = AlignConfig(country=country, prompt=prompt, optimizer=optimizer, popsize=popsize, budget=budget,
-                             seed=seed, patience=patience, soft=soft, measure=mcfg)
+                             seed=seed, patience=patience, steps=steps, lr=lr, schedule=schedule, loss=loss,
+                             huber_delta=huber_delta, checkpointing=checkpointing, soft=soft, measure=mcfg)
     with reporting.AlignProgress(enabled=not as_json) as progress:
         try:
             record = run_align(config, out, resume=resume, force=force, on_generation=progress.update,
@@ -251,6 +258,52 @@ def align(
                        f"`culturealign align --out {out} --resume`", err=True)
             raise typer.Exit(130)
     _show(record, as_json, reporting.print_run)
+
+
+@app.command()
+@_clean_errors
+def reach(
+    country: Optional[str] = typer.Option(None, "--country", "-c", help="show this country's scores next to each range (and start from its persona text)"),
+    steps: int = typer.Option(10, "--steps", help="gradient steps per dimension and direction"),
+    lr: float = typer.Option(_ALIGN.lr, "--lr", help="Adam's learning rate"),
+    prompt: str = typer.Option("naive", "--prompt", help="prompt style: naive, persona or icl"),
+    n_tokens: int = typer.Option(_SOFT.n_tokens, "--n-tokens", help="virtual tokens in the soft prompt"),
+    placement: str = typer.Option(_SOFT.placement, "--placement", help="prefix or suffix"),
+    init: str = typer.Option(_SOFT.init, "--init", help="text, vocab or random"),
+    init_text: Optional[str] = typer.Option(None, "--init-text", help="initialisation text"),
+    checkpointing: bool = typer.Option(False, "--checkpointing", help="recompute activations in the backward pass"),
+    model: str = ModelOpt, device: str = DeviceOpt, dtype: str = DtypeOpt,
+    questionnaire: Optional[Path] = QuestionnaireOpt, constants: str = ConstantsOpt, cat_mas_weight: bool = MasOpt,
+    dimensions: Optional[str] = typer.Option(None, "--dimensions", help="only these dimensions, e.g. IDV,MAS"),
+    order: str = OrderOpt, labels: str = LabelsOpt, answer_prefix: str = PrefixOpt, seed: int = SeedOpt,
+    batch_size: int = BatchOpt, max_memory: Optional[float] = MemoryOpt,
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    out: Optional[Path] = typer.Option(None, "--out", help="also write reach.json into this folder"),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing output file"),
+) -> None:
+    """What soft prompts can do on this model at all: push each index down and up with gradients, report the range."""
+    from .gradient import reach as run_reach
+    from .measure import Session
+    from .objective import parse_dimensions
+    from .targets import lookup
+
+    if steps < 1:
+        raise CultureAlignError("--steps must be at least 1")
+    dims = parse_dimensions(dimensions)
+    target = lookup(country) if country else None
+    soft = SoftPromptConfig(n_tokens=n_tokens, placement=placement, init=init, init_text=init_text)
+    cfg = _config(model, device, dtype, questionnaire, constants, cat_mas_weight, None, order, labels,
+                  answer_prefix, seed=seed, batch_size=batch_size, max_memory=max_memory)
+    if out is not None:
+        refuse_overwrite(out / "reach.json", force)
+    session = Session(cfg)
+    say = None if as_json else (lambda dim, direction, step, value: reporting.console.print(
+        f"[dim]{dim} {direction:4s} step {step:3d}: {value:7.1f}[/]"))
+    result = run_reach(session, target, prompt, soft, steps, lr, dims, seed, checkpointing, on_step=say)
+    result["provenance"] = session.provenance()
+    if not as_json:
+        reporting.print_reach(result)
+    _emit(result, as_json, out, "reach.json", force)
 
 
 @app.command()

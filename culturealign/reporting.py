@@ -106,7 +106,7 @@ class AlignProgress:
     def start(self, run) -> None:
         if self.enabled and run.session.config.constants == "anchored":
             print_constants(run.session.constants.to_dict())
-        self.task = self.progress.add_task("align", total=run.config.budget, completed=run.optimizer.evaluations,
+        self.task = self.progress.add_task("align", total=run.total, completed=run.state.evaluations,
                                            gen=run.state.generation, best="-", dims="")
 
     def update(self, run, row: dict) -> None:
@@ -118,12 +118,26 @@ class AlignProgress:
 def print_run(record: dict) -> None:
     best = record["best"]
     table = Table(title=f"Aligned to {record['country']['name']}: best loss {best['loss']:.1f} after "
-                        f"{record['evaluations']} evaluations ({record['wall_time_s']:.0f} s, {record['status']})")
+                        f"{record['evaluations']} {'steps' if record.get('optimizer_kind') == 'gradient' else 'evaluations'} "
+                        f"({record['wall_time_s']:.0f} s, {record['status']})")
     for col in ("dimension", "target", "aligned", "|diff|"):
         table.add_column(col, justify="right")
     for dim, v in best["indices"].items():
         table.add_row(dim, _fmt(v["target"], 0), _fmt(v["model"]), _fmt(v["abs_diff"]))
     table.caption = f"reference-mean predictor loss: {record['reference_mean_loss']:.1f}"
+    console.print(table)
+
+
+def print_reach(result: dict) -> None:
+    table = Table(title=f"Reach of {result['n_tokens']}-token {result['placement']} soft prompts: {result['steps']} "
+                        f"gradient steps down and up per dimension (prompt {result['prompt']})")
+    for col in ("dimension", "start", "lowest", "highest", "range", "target", "target in range"):
+        table.add_column(col, justify="right")
+    for dim, r in result["dimensions"].items():
+        inside = "" if r["reachable"] is None else ("yes" if r["reachable"] else "no")
+        table.add_row(dim, _fmt(r["start"]), _fmt(r["lowest"]), _fmt(r["highest"]), _fmt(r["highest"] - r["lowest"]),
+                      _fmt(r["target"], 0), inside)
+    table.caption = (f"constants: {result['constants']['kind']}; a longer run (more --steps) can only widen a range")
     console.print(table)
 
 

@@ -11,6 +11,7 @@ its sequence log-likelihood instead. Soft prompts come as a batch ``(P, n_tokens
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -94,6 +95,48 @@ class SurveyScorer:
         return place_soft_prompt(self._embed(self.head_ids[row]), self._embed(self.tail_ids[row]), soft_prompt,
                                  placement)
 
+    def differentiable_probs(self, soft_prompts: torch.Tensor, placement: str,
+                             pairs: Sequence[tuple[int, int]] | None = None,
+                             checkpointing: bool = False) -> torch.Tensor:
+        """Option probabilities ``(len(pairs), 5)`` in listed order, differentiable with respect to the prompts.
+
+        soft_prompts: ``(P, n_tokens, hidden)``, usually an fp32 leaf with ``requires_grad`` (cast to the model's
+        dtype inside, so a bf16 model trains an fp32 master copy). pairs: ``(candidate, row)`` to score in one
+        forward pass (default: every candidate with every row); the caller micro-batches. The suffix path reuses
+        the rows' head key-value cache (it does not depend on the prompt); ``checkpointing`` recomputes each
+        layer's activations in the backward pass instead of keeping them (uncached sequences: Hugging Face
+        checkpointing cannot keep a cache).
+        """
+        if self.mode != "next_token":
+            raise CultureAlignError("gradients need option labels that are single tokens for this tokenizer "
+                                    "(sequence scoring is not differentiable here): use --labels letters or digits, "
+                                    "or a black-box optimiser (--optimizer cma, de or random)")
+        soft = self._check_soft(soft_prompts, placement)
+        pairs = list(pairs) if pairs is not None else self._pairs(soft.shape[0])
+        if checkpointing or not self.use_cache:
+            embeds, mask = self._left_pad([self.sequence_embeds(soft[c], r, placement) for c, r in pairs])
+            with activation_checkpointing(self.model, checkpointing):
+                logits, _ = self._forward(embeds, mask, use_cache=not checkpointing)
+            return self._option_scores(logits[:, -1])[0]
+        if soft.shape[1] > 0 and placement == "suffix":
+            head_cache, head_mask = self._suffix_head_cache()
+            index = torch.tensor([r for _, r in pairs], device=self.device)
+            embeds, mask = self._left_pad([torch.cat([soft[c], self._embed(self.tail_ids[r])]) for c, r in pairs])
+            logits, _ = self._forward(embeds, mask, self._gather_cache(head_cache, index),
+                                      head_mask.index_select(0, index))
+            return self._option_scores(logits[:, -1])[0]
+        shared = _common_prefix(self.head_ids)
+        candidates = sorted({c for c, _ in pairs})
+        prefix = torch.cat([soft[candidates], self._embed(shared).unsqueeze(0).expand(len(candidates), -1, -1)], 1)
+        prefix_mask = torch.ones(prefix.shape[:2], dtype=torch.long, device=self.device)
+        _, prefix_cache = self._forward(prefix, prefix_mask)
+        index = torch.tensor([candidates.index(c) for c, _ in pairs], device=self.device)
+        embeds, mask = self._left_pad([self._embed(self.head_ids[r][len(shared):] + self.tail_ids[r])
+                                       for _, r in pairs])
+        logits, _ = self._forward(embeds, mask, self._gather_cache(prefix_cache, index),
+                                  prefix_mask.index_select(0, index))
+        return self._option_scores(logits[:, -1])[0]
+
     # ---- checks -----------------------------------------------------------------------------------------------
     def _single_token_options(self, encode) -> list[int] | None:
         """Token ids of the labels when each label is exactly one token after every row's tail, else None."""
@@ -129,9 +172,11 @@ class SurveyScorer:
         return self.embedding(torch.tensor(ids, dtype=torch.long, device=self.device))
 
     # ---- batching under a memory limit ----------------------------------------------------------------------------
-    def sequence_bytes(self, cached: int, new: int, keep: int = 1) -> int:
+    def sequence_bytes(self, cached: int, new: int, keep: int = 1, grad: bool = False,
+                       checkpointing: bool = False) -> int:
         """Estimated bytes one sequence needs in a forward pass: its copy of a cached prefix and its own key-value
-        entries, hidden activations of the new tokens, and the kept logits."""
+        entries, hidden activations of the new tokens, and the kept logits. With ``grad`` the activations of every
+        layer are kept for the backward pass (with ``checkpointing`` only each layer's input, plus one layer's)."""
         cfg = self.model.config
         layers = getattr(cfg, "num_hidden_layers", 1)
         heads = getattr(cfg, "num_attention_heads", 1)
@@ -141,17 +186,30 @@ class SurveyScorer:
         width = torch.finfo(self.dtype).bits // 8
         kv = 2 * layers * kv_heads * head_dim * (cached + new) * width
         activations = new * (4 * self.hidden_size + 2 * inter) * width + heads * new * (cached + new) * width
+        if grad:
+            activations = (activations + layers * new * self.hidden_size * width if checkpointing
+                           else 3 * layers * activations)  # saved tensors are ~3x one layer's working set
         return kv + activations + keep * cfg.vocab_size * 4
 
-    def batch_for(self, cached: int, new: int, keep: int = 1) -> int:
+    def batch_for(self, cached: int, new: int, keep: int = 1, grad: bool = False,
+                  checkpointing: bool = False) -> int:
         """Sequences per forward pass: ``batch_size``, reduced to fit ``max_memory_mb`` when it is set."""
         if not self.max_memory_mb:
             return self.batch_size
-        fit = int(self.max_memory_mb * 2 ** 20 // max(1, self.sequence_bytes(cached, new, keep)))
+        need = max(1, self.sequence_bytes(cached, new, keep, grad, checkpointing))
+        fit = int(self.max_memory_mb * 2 ** 20 // need)
         if fit < 1:
             raise CultureAlignError(f"--max-memory {self.max_memory_mb:g} MB is too small for one sequence of "
-                                    f"{cached + new} tokens (needs ~{self.sequence_bytes(cached, new, keep) / 2**20:.0f} MB)")
+                                    f"{cached + new} tokens (needs ~{need / 2**20:.0f} MB)")
         return min(self.batch_size, fit)
+
+    def grad_batch(self, n_tokens: int, placement: str, checkpointing: bool = False) -> int:
+        """Sequences per forward+backward pass under the memory limit (the gradient path's micro-batch)."""
+        longest = max(len(h) + len(t) for h, t in zip(self.head_ids, self.tail_ids)) + n_tokens
+        if placement == "suffix" and self.use_cache and not checkpointing:
+            head = max(len(h) for h in self.head_ids)
+            return self.batch_for(head, longest - head, grad=True)
+        return self.batch_for(0, longest, grad=True, checkpointing=checkpointing)
 
     def _batches(self, units: list, cached: int, new: int, keep: int = 1):
         size = self.batch_for(cached, new, keep)
@@ -171,7 +229,7 @@ class SurveyScorer:
             mask[i, length - s.shape[0]:] = 1
         return embeds, mask
 
-    def _forward(self, embeds, mask, past=None, past_mask=None, keep: int = 1):
+    def _forward(self, embeds, mask, past=None, past_mask=None, keep: int = 1, use_cache: bool = True):
         """Run the model on left-padded ``embeds`` after an optional cache; returns (logits of the last
         ``keep`` positions, new cache)."""
         from transformers import DynamicCache
@@ -182,10 +240,14 @@ class SurveyScorer:
             full_mask = torch.cat([past_mask, mask], dim=1)
             offset = past_mask.sum(dim=1, keepdim=True)
         positions = (offset + mask.cumsum(dim=1) - 1).clamp(min=0)
+        if not use_cache:
+            out = self.model(inputs_embeds=embeds, attention_mask=full_mask, position_ids=positions, use_cache=False,
+                             logits_to_keep=keep)
+            return _at_least_fp32(out.logits), None
         cache = DynamicCache(ddp_cache_data=past) if past is not None else DynamicCache()
         out = self.model(inputs_embeds=embeds, attention_mask=full_mask, position_ids=positions,
                          cache=cache, use_cache=True, logits_to_keep=keep)
-        return out.logits.float(), out.cache
+        return _at_least_fp32(out.logits), out.cache
 
     def _option_scores(self, last_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logprobs = torch.log_softmax(last_logits, dim=-1)[:, self.option_ids]
@@ -233,12 +295,25 @@ class SurveyScorer:
                 yield (batch, *self._option_scores(logits[:, -1]))
         return self._collect(soft.shape[0], chunks())
 
-    def _score_suffix_cached(self, soft: torch.Tensor) -> RowScores:
+    @torch.no_grad()
+    def _suffix_head_cache(self):
+        """Key-value cache of every row's head (built once; it does not depend on the soft prompt), in batches
+        that respect the memory limit."""
         if self._head_cache is None:
-            embeds, mask = self._left_pad([self._embed(h) for h in self.head_ids])
-            _, cache = self._forward(embeds, mask)
-            self._head_cache = (cache, mask)
-        head_cache, head_mask = self._head_cache
+            heads = [self._embed(h) for h in self.head_ids]
+            embeds, mask = self._left_pad(heads)
+            layers = None
+            size = self.batch_for(0, embeds.shape[1])
+            for start in range(0, len(heads), size):
+                _, part = self._forward(embeds[start:start + size], mask[start:start + size])
+                chunk = [(layer.keys, layer.values) for layer in part.layers]
+                layers = chunk if layers is None else [(torch.cat([k0, k]), torch.cat([v0, v]))
+                                                        for (k0, v0), (k, v) in zip(layers, chunk)]
+            self._head_cache = (_StaticLayers(layers), mask)
+        return self._head_cache
+
+    def _score_suffix_cached(self, soft: torch.Tensor) -> RowScores:
+        head_cache, head_mask = self._suffix_head_cache()
         tails = [self._embed(t) for t in self.tail_ids]
 
         def chunks():
@@ -269,6 +344,48 @@ class SurveyScorer:
                 loglik[c, r, k] = sum(logprobs[i, first + j, tok] for j, tok in enumerate(cont))
         probs = torch.softmax(loglik, dim=-1).numpy()
         return RowScores(probs, np.full(probs.shape[:2], np.nan))
+
+
+class _StaticLayers:
+    """Cached keys and values per layer, shaped like a ``DynamicCache``'s ``layers`` for :meth:`_gather_cache`."""
+
+    def __init__(self, layers):
+        self.layers = [_Layer(k, v) for k, v in layers]
+
+
+@dataclass
+class _Layer:
+    keys: torch.Tensor
+    values: torch.Tensor
+
+
+@contextmanager
+def activation_checkpointing(model, enabled: bool = True):
+    """Recompute each decoder layer's activations in the backward pass (Hugging Face's checkpointing), while the
+    model stays in eval mode: only the layers' own ``training`` flag is set, so dropout inside stays off."""
+    if not enabled:
+        yield
+        return
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise CultureAlignError(f"{type(model).__name__} does not support activation checkpointing: "
+                                "leave out --checkpointing")
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    for layer in layers:
+        layer.training = True
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.training = False
+        model.activation_checkpointing_disable()
+        model.eval()
+
+
+def _at_least_fp32(logits: torch.Tensor) -> torch.Tensor:
+    return logits if logits.dtype == torch.float64 else logits.float()
 
 
 def place_soft_prompt(head: torch.Tensor, tail: torch.Tensor, soft_prompt: torch.Tensor | None,

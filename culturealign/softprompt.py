@@ -28,21 +28,41 @@ SOFT_PROMPT_FILE = "soft_prompt.safetensors"
 SOFT_PROMPT_JSON = "soft_prompt.json"
 
 
-def initial_embeddings(config: SoftPromptConfig, embedding: torch.nn.Embedding, tokenizer, country_name: str | None,
+PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def _embed(embedding: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """Input embeddings as the model sees them: through the embedding module, so a model that scales its
+    embeddings inside it (Gemma multiplies by sqrt(hidden)) gets soft prompts at the right scale."""
+    device = embedding.weight.device
+    with torch.no_grad():
+        return embedding(ids.to(device)).detach().float().cpu()
+
+
+def embedding_scale(embedding: torch.nn.Module, sample: int = 4096) -> float:
+    """The standard deviation of the model's input embeddings: the weight matrix's, times the factor by which the
+    embedding module scales its rows (1 for most models; measured on the first ``sample`` rows)."""
+    weight = embedding.weight.detach()
+    ids = torch.arange(min(sample, weight.shape[0]))
+    ratio = float(_embed(embedding, ids).std() / weight[ids.to(weight.device)].float().std())
+    return float(weight.float().std()) * ratio
+
+
+def initial_embeddings(config: SoftPromptConfig, embedding: torch.nn.Module, tokenizer, country_name: str | None,
                        seed: int) -> torch.Tensor:
-    """The starting point p0 ``(n_tokens, hidden)``."""
-    weight = embedding.weight.detach().float().cpu()
+    """The starting point p0 ``(n_tokens, hidden)``, float32 on the CPU."""
+    vocab, hidden = embedding.weight.shape
     gen = torch.Generator().manual_seed(seed)
     if config.init == "random":
-        return torch.randn(config.n_tokens, weight.shape[1], generator=gen) * weight.std()
+        return torch.randn(config.n_tokens, hidden, generator=gen) * embedding_scale(embedding)
     if config.init == "vocab":
-        return weight[torch.randint(0, weight.shape[0], (config.n_tokens,), generator=gen)].clone()
+        return _embed(embedding, torch.randint(0, vocab, (config.n_tokens,), generator=gen))
     text = config.init_text or (f"You are a person from {country_name}." if country_name else "You are a person.")
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if not ids:
         raise CultureAlignError(f"--init-text {text!r} has no tokens")
     ids = (ids * (config.n_tokens // len(ids) + 1))[: config.n_tokens]
-    return weight[torch.tensor(ids)].clone()
+    return _embed(embedding, torch.tensor(ids))
 
 
 class PromptSpace:

@@ -1,0 +1,173 @@
+"""Gradients of the survey objective with respect to soft prompts (white-box alignment and reach).
+
+The objective is differentiable end to end: option probabilities -> expected answers (both option orders
+averaged, as in measurement) -> the index formulas (affine in the item means) -> a loss on the indices.
+:class:`SurveyGradient` runs that chain in torch for a batch of soft prompts and accumulates the gradient into
+them, in micro-batches that respect the scorer's memory limit:
+
+- when every row fits in memory at once (no ``max_memory_mb``), the rows are scored in batches of ``batch_size``
+  with their graphs kept, and one backward pass follows;
+- under a memory limit, a forward pass without gradients gives the loss and its gradient with respect to every
+  row's probabilities; then each micro-batch is run again with gradients and back-propagates its share
+  (exact gradient accumulation for a loss that is not a sum over rows, at the cost of one extra forward pass).
+
+Example (a tiny random model; shapes only):
+
+>>> from culturealign.toymodels import make_model, make_tokenizer
+>>> from culturealign.models import LoadedModel
+>>> from culturealign.measure import MeasureConfig, Session
+>>> tok = make_tokenizer(); lm = LoadedModel(make_model(tok), tok, "tiny", "tiny")
+>>> session = Session(MeasureConfig(constants="zero", order="both"), lm=lm)
+>>> grad = SurveyGradient(session.survey("naive", None), session.constants.values, placement="suffix")
+>>> soft = torch.zeros(2, 3, 32, requires_grad=True)           # (P, n_tokens, hidden)
+>>> indices = grad.backward(soft, lambda idx: idx[:, 0])        # minimise PDI of both prompts
+>>> indices.shape, soft.grad.shape
+((2, 6), torch.Size([2, 3, 32]))
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .errors import CultureAlignError
+from .instrument import DIMENSIONS, N_ITEMS, N_OPTIONS
+from .survey import Survey
+
+#: forward-pass equivalents of one forward + backward pass (the usual rule of thumb: backward ~ 2 forwards)
+FORWARD_BACKWARD_COST = 3.0
+
+
+class SurveyGradient:
+    """Differentiable survey answers for soft prompts ``(P, n_tokens, hidden)``.
+
+    survey: the :class:`~culturealign.survey.Survey` (model, rows, option orders). constants: ``(6,)`` the
+    constants C. placement: ``prefix`` or ``suffix``. checkpointing: recompute activations in the backward pass.
+    """
+
+    def __init__(self, survey: Survey, constants: np.ndarray, placement: str, checkpointing: bool = False):
+        self.survey, self.scorer, self.placement, self.checkpointing = survey, survey.scorer, placement, checkpointing
+        self.orders = survey.orders
+        questionnaire = survey.questionnaire
+        # the index formulas are affine in the item means: indices = means @ W.T + b
+        base = questionnaire.indices(np.full((1, N_ITEMS), 0.0), np.asarray(constants, dtype=float))[0]
+        eye = questionnaire.indices(np.eye(N_ITEMS), np.asarray(constants, dtype=float))
+        self.weights = torch.tensor((eye - base).T, dtype=torch.float64)        # (6, 24)
+        self.bias = torch.tensor(base, dtype=torch.float64)                     # (6,)
+        self.answers = torch.arange(1, N_OPTIONS + 1, dtype=torch.float64)
+
+    # ---- the differentiable chain ---------------------------------------------------------------------------------
+    def expected(self, listed_probs: torch.Tensor) -> torch.Tensor:
+        """``(P, n_rows, 5)`` probabilities in listed order -> ``(P, 24)`` order-balanced expected answers."""
+        probs = listed_probs.double().reshape(listed_probs.shape[0], len(self.orders), N_ITEMS, N_OPTIONS)
+        by_order = [probs[:, o].flip(-1) if order == "reverse" else probs[:, o] for o, order in enumerate(self.orders)]
+        return torch.stack(by_order, 1).mean(1) @ self.answers
+
+    def indices(self, listed_probs: torch.Tensor) -> torch.Tensor:
+        """``(P, n_rows, 5)`` -> ``(P, 6)`` indices with the constants applied."""
+        return self.expected(listed_probs) @ self.weights.T + self.bias
+
+    # ---- gradient accumulation ------------------------------------------------------------------------------------
+    def backward(self, soft: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
+        """Accumulate ``d sum(loss_fn(indices)) / d soft`` into ``soft.grad``; returns the indices ``(P, 6)``.
+
+        soft: ``(P, n_tokens, hidden)`` leaf with ``requires_grad``. loss_fn: ``(P, 6)`` indices -> ``(P,)`` losses
+        (float64 torch ops). The indices returned are those of ``soft`` before any update.
+        """
+        if not soft.requires_grad:
+            raise CultureAlignError("the soft prompt must require gradients")
+        n_cand = soft.shape[0]
+        pairs = [(c, r) for c in range(n_cand) for r in range(self.scorer.n_rows)]
+        micro = self.scorer.grad_batch(soft.shape[1], self.placement, self.checkpointing)
+        batches = [pairs[i:i + micro] for i in range(0, len(pairs), micro)]
+        if self.scorer.max_memory_mb and len(batches) > 1:
+            return self._two_pass(soft, loss_fn, batches)
+        probs = torch.cat([self.scorer.differentiable_probs(soft, self.placement, b, self.checkpointing)
+                           for b in batches])
+        indices = self.indices(probs.view(n_cand, self.scorer.n_rows, N_OPTIONS))
+        loss_fn(indices).sum().backward()
+        return indices.detach().numpy()
+
+    def _two_pass(self, soft: torch.Tensor, loss_fn, batches) -> np.ndarray:
+        with torch.no_grad():
+            listed = torch.as_tensor(self.scorer.score(soft.detach(), self.placement).probs)
+        listed.requires_grad_(True)
+        indices = self.indices(listed)
+        (row_grad,) = torch.autograd.grad(loss_fn(indices).sum(), listed)   # (P, n_rows, 5)
+        for batch in batches:
+            probs = self.scorer.differentiable_probs(soft, self.placement, batch, self.checkpointing)
+            weights = torch.stack([row_grad[c, r] for c, r in batch]).to(probs.dtype)
+            (probs * weights).sum().backward()
+        return indices.detach().numpy()
+
+    @property
+    def step_cost(self) -> float:
+        """Forward-pass equivalents of one gradient step (an extra forward under a memory limit)."""
+        return FORWARD_BACKWARD_COST + (1.0 if self.scorer.max_memory_mb else 0.0)
+
+
+def alignment_loss(target: np.ndarray, dims: list[str], kind: str = "l1", delta: float = 2.0):
+    """``(P, 6)`` indices -> ``(P,)`` losses against ``target`` on ``dims``: true L1, or Huber with ``delta``
+    index points (smooth near the target; equal to L1 - delta/2 beyond it)."""
+    index = [DIMENSIONS.index(d) for d in dims]
+    t = torch.as_tensor(np.asarray(target, dtype=float))
+
+    def loss(indices: torch.Tensor) -> torch.Tensor:
+        err = indices[:, index] - t
+        if kind == "l1":
+            return err.abs().sum(-1)
+        return torch.nn.functional.huber_loss(err, torch.zeros_like(err), reduction="none", delta=delta).sum(-1) / delta
+    return loss
+
+
+def reach(session, country=None, style: str = "naive", soft=None, steps: int = 10, lr: float = 0.01,
+          dimensions: list[str] | None = None, seed: int = 0, checkpointing: bool = False, on_step=None) -> dict:
+    """How far soft prompts can move each index on this model: for every dimension, push it down and then up
+    with Adam for ``steps`` gradient steps from the alignment's starting point, and report the range reached.
+
+    session: a :class:`~culturealign.measure.Session`. country: optional target (its scores are shown next to the
+    range, and the start text names it). soft: a :class:`~culturealign.config.SoftPromptConfig` (placement,
+    tokens, init). Returns ``{"dimensions": {dim: {"start", "lowest", "highest", "target", "reachable"}}, ...}``;
+    ``reachable`` is None without a target. ``on_step(dim, direction, step, value)`` reports progress.
+    Cost: ``2 * len(dimensions) * steps`` gradient steps.
+    """
+    from .config import SoftPromptConfig
+    from .softprompt import initial_embeddings
+
+    soft = soft or SoftPromptConfig()
+    dims = list(dimensions or DIMENSIONS)
+    survey = session.survey(style, country)
+    constants = session.constants.values
+    grad = SurveyGradient(survey, constants, soft.placement, checkpointing)
+    p0 = initial_embeddings(soft, session.lm.model.get_input_embeddings(), session.lm.tokenizer,
+                            country.name if country else None, seed)
+    out: dict = {}
+    for dim in dims:
+        d = DIMENSIONS.index(dim)
+        values = {}
+        for direction, sign in (("down", 1.0), ("up", -1.0)):
+            prompt = p0.clone().unsqueeze(0).requires_grad_(True)
+            adam = torch.optim.Adam([prompt], lr=lr)
+            seen = []
+            for step in range(steps + 1):
+                adam.zero_grad(set_to_none=True)
+                if step == steps:   # the last prompt is measured, not stepped
+                    with torch.no_grad():
+                        value = float(grad.indices(torch.as_tensor(
+                            grad.scorer.score(prompt.detach(), soft.placement).probs))[0, d])
+                else:
+                    value = float(grad.backward(prompt, lambda idx: sign * idx[:, d])[0, d])
+                    adam.step()
+                seen.append(value)
+                if on_step:
+                    on_step(dim, direction, step, value)
+            values[direction] = seen
+        target = country.scores.get(dim) if country else None
+        lowest, highest = min(values["down"] + values["up"]), max(values["down"] + values["up"])
+        out[dim] = {"start": values["down"][0], "lowest": lowest, "highest": highest, "target": target,
+                    "reachable": None if target is None else bool(lowest <= target <= highest),
+                    "trajectory": values}
+    return {"dimensions": out, "steps": steps, "lr": lr, "placement": soft.placement, "n_tokens": soft.n_tokens,
+            "prompt": style, "country": country.name if country else None,
+            "constants": session.constants.to_dict(), "gradient_steps": 2 * len(dims) * steps}
