@@ -35,7 +35,7 @@ SETTINGS = {  # key: (label, setting)
     "de-sub-country": ("DE, subspace, init names the country", dict(optimizer="de", space="subspace", init_text=None)),
     "cma-sub-country": ("CMA-ES, subspace, init names the country",
                         dict(optimizer="cma", space="subspace", init_text=None)),
-    # the prototype of NOTES.md section 8 (its stall is the baseline to beat)
+    # the first prototype's setting, DE with suffix placement (its stall is the baseline to beat)
     "prototype": ("prototype: DE, subspace, suffix, init names the country",
                   dict(optimizer="de", space="subspace", init_text=None, placement="suffix")),
 }

@@ -178,7 +178,7 @@ class Alignment:
     def provenance(self) -> dict:
         lm = self.session.lm
         return {"country": self.country.name, "target": {d: self.country.scores.get(d) for d in DIMENSIONS},
-                "constants": self.session.constants.to_dict()["values"], "loss": self.state.best_loss,
+                "constants": self.session.constants_for(self.country).to_dict()["values"], "loss": self.state.best_loss,
                 "loss_dimensions": self.objective.dimensions, "seed": self.config.seed, "model": lm.model_id,
                 "model_path": lm.resolved_path, "prompt": self.config.prompt, "n_tokens": self.config.soft.n_tokens,
                 "optimizer": self.config.optimizer}
@@ -205,7 +205,7 @@ class Alignment:
                     for d, v in zip(DIMENSIONS, st.best_indices)}
         record = {"status": status, "config": self.config.to_dict(), "seed": self.config.seed,
                   "country": self.country.to_dict(), "loss_dimensions": self.objective.dimensions,
-                  "constants": self.session.constants.to_dict(), "best": {"loss": st.best_loss, "indices": best},
+                  "constants": self.session.constants_for(self.country).to_dict(), "best": {"loss": st.best_loss, "indices": best},
                   "optimizer_kind": self.kind, "evaluations": st.evaluations, "generations": st.generation,
                   "forward_equivalents": st.cost, "search_dim": self.search_dim, "wall_time_s": st.elapsed,
                   "reference_mean_loss": self.objective.reference_mean_loss(),

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import functools
-import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import List, Optional
 
@@ -233,6 +233,7 @@ def align(
 ) -> None:
     """Learn a soft prompt that aligns the model's six indices to a country (the paper's method)."""
     from .align import AlignConfig, align as run_align
+    from .objective import parse_dimensions
     from .softprompt import SoftPromptConfig
     from .targets import lookup
 
@@ -241,7 +242,7 @@ def align(
     elif country is None:
         raise CultureAlignError("give the target with --country (see `culturealign countries`)")
     else:
-        lookup(country).vector(dimensions.split(",") if dimensions else DIMENSIONS)
+        lookup(country).vector(parse_dimensions(dimensions))
         soft = SoftPromptConfig(n_tokens=n_tokens, placement=placement, init=init, init_text=init_text, space=space,
                                 subspace_dim=subspace_dim, scale=scale)
         mcfg = _config(model, device, dtype, questionnaire, constants, cat_mas_weight, dimensions, order, labels,
@@ -314,6 +315,7 @@ def compare(
     model: Optional[str] = typer.Option(None, "--model", help="default: the model of the first run"),
     device: str = DeviceOpt, dtype: str = DtypeOpt,
     constants: Optional[str] = typer.Option(None, "--constants", help="default: the constants setting of the first run"),
+    dimensions: Optional[str] = typer.Option(None, "--dimensions", help="restrict the loss to these dimensions, e.g. LTO,IVR (default: the first run's, else all six)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
     out: Optional[Path] = typer.Option(None, "--out", help="also write comparison.json into this folder"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing output file"),
@@ -321,22 +323,19 @@ def compare(
     """The paper's comparison for one country: target, naive, persona, ICL, reference mean and soft prompts."""
     from .evaluation import compare as run_compare, load_run_prompt
     from .measure import MeasureConfig, Session
+    from .runs import load_run
     from .targets import lookup
 
     runs = runs or []
     base = MeasureConfig()
     if runs:
-        run_json = runs[0] / "run.json"
-        if not run_json.is_file():
-            raise CultureAlignError(f"{runs[0]} is not a run folder (no run.json)")
-        saved = json.loads(run_json.read_text())
-        base = MeasureConfig(**saved["config"]["measure"])
-        country = country or saved["config"]["country"]
+        _, saved = load_run(runs[0])
+        base = saved.measure
+        country = country or saved.country
     if country is None:
         raise CultureAlignError("give --country or a run folder")
-    base.model = model or base.model
-    base.constants = constants or base.constants
-    base.device, base.dtype = device, dtype
+    base = replace(base, model=model or base.model, constants=constants or base.constants, device=device, dtype=dtype,
+                   dimensions=dimensions or base.dimensions)
     target = lookup(country)
     target.vector(base.dimensions or DIMENSIONS)
     if out is not None:
@@ -442,6 +441,7 @@ def experiment(
     scale: float = typer.Option(_SOFT.scale, "--scale"),
     culturalbench_limit: int = typer.Option(20, "--culturalbench-limit", help="CulturalBench questions per country (0: skip; -1: all)"),
     model: str = ModelOpt, device: str = DeviceOpt, dtype: str = DtypeOpt, constants: str = ConstantsOpt,
+    dimensions: Optional[str] = DimensionsOpt,
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted experiment in --out"),
     force: bool = typer.Option(False, "--force", help="start over in an existing folder"),
     as_json: bool = typer.Option(False, "--json", help="print results.json at the end"),
@@ -454,9 +454,9 @@ def experiment(
 
     names = [c.strip() for c in countries.split(",") if c.strip()]
     targets = lookup_many(names)
+    mcfg = _config(model, device, dtype, None, constants, False, dimensions)
     for t in targets:
-        t.vector()
-    mcfg = _config(model, device, dtype, None, constants, False, None)
+        t.vector(mcfg.dimensions or DIMENSIONS)  # a missing dimension fails before the model loads
     soft = SoftPromptConfig(n_tokens=n_tokens, placement=placement, space=space, subspace_dim=subspace_dim, scale=scale)
     acfg = AlignConfig(country="", optimizer=optimizer, popsize=popsize, budget=budget, soft=soft, measure=mcfg)
     config = ExperimentConfig(countries=[t.name for t in targets], seeds=seeds, align=acfg,

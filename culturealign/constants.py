@@ -2,12 +2,15 @@
 
 Anchored (the default): measure the model with a persona for each reference country and set
 ``C_d = mean over countries of (published_d - raw_d)`` (the manual's "anchor new data to published scores").
-Fitted values are cached per model, questionnaire and answer format under ``<cache>/constants/``.
+Fitted values are cached per model (path, dtype, device and a fingerprint of the weights), questionnaire and answer
+format under ``<cache>/constants/``. A target that is itself a reference country gets constants fitted without it
+(leave-one-out, :func:`leave_one_out`), and every record says which reference set it used.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -20,7 +23,8 @@ from .io import atomic_write_json
 from .models import cache_dir
 from .targets import lookup
 
-#: Reference countries for anchoring (the NOTES.md prototype's set): all have the six dimensions.
+#: Reference countries for anchoring: large, well-studied samples from several world regions, all with the six
+#: dimensions. A target that is one of them is scored with constants fitted without it (:func:`leave_one_out`).
 REFERENCE_COUNTRIES = ("U.S.A.", "China", "India", "Germany", "Japan", "Brazil", "Great Britain", "Russia")
 
 
@@ -39,39 +43,64 @@ def zero() -> Constants:
 
 
 def from_file(path: str | Path) -> Constants:
-    """Six numbers as a JSON list in PDI, IDV, MAS, UAI, LTO, IVR order, or an object keyed by dimension."""
+    """Six numbers as a JSON list in PDI, IDV, MAS, UAI, LTO, IVR order, or an object keyed by dimension (also
+    inside ``"values"``, as in the ``constants`` block of a measurement record)."""
+    from .io import read_json
+
     path = Path(path)
     if not path.is_file():
         raise CultureAlignError(f"--constants: '{path}' is neither zero, anchored nor an existing JSON file")
+    data = read_json(path, "constants file")
     try:
-        data = json.loads(path.read_text())
-        if isinstance(data, dict):
-            data = data.get("values", data)
-            missing = [d for d in DIMENSIONS if d not in data]
-            if missing:
-                raise ValueError(f"missing {', '.join(missing)}")
-            data = [data[d] for d in DIMENSIONS]
-        values = np.array([float(v) for v in data])
-        if values.shape != (len(DIMENSIONS),):
-            raise ValueError(f"need 6 numbers, got {len(values)}")
-    except (ValueError, TypeError, json.JSONDecodeError) as exc:
-        raise CultureAlignError(f"constants file {path}: {exc}. Give six numbers ({', '.join(DIMENSIONS)}) as a "
-                                "JSON list or object") from None
+        values = np.array(_six_numbers(data), dtype=float)
+    except ValueError as exc:
+        raise CultureAlignError(f"constants file {path}: {exc}. Give six finite numbers ({', '.join(DIMENSIONS)}) "
+                                "as a JSON list or object") from None
     return Constants(values, "file", {"path": str(path)})
+
+
+def _six_numbers(data) -> list[float]:
+    if isinstance(data, dict):
+        if "values" in data:
+            data = data["values"]
+            if not isinstance(data, dict):
+                raise ValueError(f"'values' must be an object keyed by dimension, not {type(data).__name__}")
+        missing = [d for d in DIMENSIONS if d not in data]
+        unknown = [str(k) for k in data if k not in DIMENSIONS]
+        if missing or unknown:
+            raise ValueError("; ".join(([f"missing {', '.join(missing)}"] if missing else [])
+                                       + ([f"unknown key(s) {', '.join(unknown)[:80]}"] if unknown else [])))
+        data = [data[d] for d in DIMENSIONS]
+    if not isinstance(data, list):
+        raise ValueError(f"expected a list or an object, not {type(data).__name__}")
+    if len(data) != len(DIMENSIONS):
+        raise ValueError(f"need 6 numbers, got {len(data)}")
+    out = []
+    for dim, v in zip(DIMENSIONS, data):
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        try:
+            ok = ok and math.isfinite(v)
+        except OverflowError:
+            ok = False
+        if not ok:
+            raise ValueError(f"{dim} must be a finite number, not {v!r:.40}")
+        out.append(float(v))
+    return out
 
 
 def anchored(raw_indices_for: Callable[[str], np.ndarray], cache_key: dict,
              references: tuple[str, ...] = REFERENCE_COUNTRIES, refit: bool = False) -> Constants:
-    """Fit anchored constants; ``raw_indices_for(country)`` measures the raw (C = 0) indices with a persona."""
+    """Fit anchored constants; ``raw_indices_for(country)`` measures the raw (C = 0) indices with a persona.
+
+    The fit keeps each reference country's raw indices (``details["raw_indices"]``), so that
+    :func:`leave_one_out` can refit without one of them at no cost.
+    """
     key = hashlib.sha256(json.dumps({**cache_key, "references": references}, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_dir() / "constants" / f"{key}.json"
     if path.is_file() and not refit:
-        try:
-            data = json.loads(path.read_text())
-            return Constants(np.array([data["values"][d] for d in DIMENSIONS]), "anchored",
-                             {k: v for k, v in data.items() if k not in ("kind", "values")} | {"cache": str(path)})
-        except (KeyError, json.JSONDecodeError):
-            pass  # a corrupt cache entry is refitted
+        cached = _read_cached_fit(path, [lookup(name).name for name in references])
+        if cached is not None:
+            return cached
     raw, published = {}, {}
     for name in references:
         country = lookup(name)
@@ -86,8 +115,50 @@ def anchored(raw_indices_for: Callable[[str], np.ndarray], cache_key: dict,
     return result
 
 
-def constants_cache_key(model_path: str, questionnaire: Questionnaire, prompt_format: dict, scoring: str) -> dict:
-    """What anchored constants depend on: the model, the questionnaire text and weights, and the answer format."""
+def _read_cached_fit(path: Path, references: list[str]) -> Constants | None:
+    """A cached fit, or None when the file is unreadable or incomplete (it is then refitted)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        values = np.array([float(data["values"][d]) for d in DIMENSIONS])
+        raw = data["raw_indices"]
+        raw_values = [float(raw[c][d]) for c in references for d in DIMENSIONS]
+        if data["references"] != references or not np.all(np.isfinite([*values, *raw_values])):
+            raise ValueError("another reference set, or values that are not finite")
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return None  # a corrupt or outdated cache entry is refitted
+    return Constants(values, "anchored",
+                     {k: v for k, v in data.items() if k not in ("kind", "values")} | {"cache": str(path)})
+
+
+def leave_one_out(fit: Constants, country: str) -> Constants:
+    """The anchored constants fitted without ``country`` when it is one of the reference countries.
+
+    A target's own published scores must not calibrate its loss: for an anchor country C is the mean of
+    ``published - raw`` over the other references (from the raw indices kept in the fit, without measuring again).
+    The result records the set used (``references``) and the country left out (``left_out``, None when no
+    country was left out). Constants that are not an anchored fit with raw indices are returned as they are.
+    """
+    refs = fit.details.get("references")
+    raw = fit.details.get("raw_indices")
+    if fit.kind != "anchored" or not isinstance(refs, list) or not isinstance(raw, dict) or "left_out" in fit.details:
+        return fit
+    if country not in refs:
+        return Constants(fit.values.copy(), fit.kind, {**fit.details, "left_out": None})
+    kept = [c for c in refs if c != country]
+    if not kept:
+        raise CultureAlignError(f"cannot fit constants without {country}: it is the only reference country")
+    values = np.mean([lookup(c).vector() - np.array([raw[c][d] for d in DIMENSIONS], dtype=float) for c in kept],
+                     axis=0)
+    return Constants(values, "anchored", {**fit.details, "references": kept, "left_out": country,
+                                          "raw_indices": {c: raw[c] for c in kept}})
+
+
+def constants_cache_key(model_path: str, questionnaire: Questionnaire, prompt_format: dict, scoring: str,
+                        dtype: str | None = None, device: str | None = None, weights: str | None = None) -> dict:
+    """What anchored constants depend on: the model (its path, the dtype and device it runs in, and a fingerprint
+    of its weights, see :func:`culturealign.models.weights_fingerprint`), the questionnaire text and weights, and
+    the answer format."""
     q_hash = hashlib.sha256(json.dumps([questionnaire.raw, questionnaire.formulas], sort_keys=True,
                                        default=str).encode()).hexdigest()[:16]
-    return {"model": model_path, "questionnaire": q_hash, "format": prompt_format, "scoring": scoring}
+    return {"model": model_path, "dtype": dtype, "device": device, "weights": weights, "questionnaire": q_hash,
+            "format": prompt_format, "scoring": scoring}

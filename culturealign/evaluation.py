@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CultureAlignError
 from .instrument import DIMENSIONS
-from .measure import MeasureConfig, Session, measurement_record
+from .measure import Session, measurement_record
+from .runs import load_run
 from .softprompt import SoftPrompt
 from .targets import CountryTarget
 
@@ -29,8 +29,9 @@ def compare(session: Session, country: CountryTarget, soft_prompts: dict[str, So
     Returns ``{"country", "loss_dimensions", "constants", "rows": [{"method", "indices": {dim: v}, "loss"}]}``.
     """
     objective = session.objective(country)
+    constants = session.constants_for(country)  # an anchor country is left out of its own constants
     rows = [{"method": "target", "indices": {d: country.scores.get(d) for d in DIMENSIONS}, "loss": 0.0}]
-    ref = session.constants.values
+    ref = constants.values
     rows.append({"method": "reference mean", "indices": dict(zip(DIMENSIONS, map(float, ref))),
                  "loss": objective.reference_mean_loss()})
     records = {}
@@ -44,7 +45,7 @@ def compare(session: Session, country: CountryTarget, soft_prompts: dict[str, So
         rows.append({"method": label, "indices": {d: rec["indices"][d]["model"] for d in DIMENSIONS},
                      "loss": rec["loss"], "diagnostics": rec["diagnostics"]})
     return {"country": country.to_dict(), "loss_dimensions": objective.dimensions,
-            "constants": session.constants.to_dict(), "rows": rows}
+            "constants": constants.to_dict(), "rows": rows}
 
 
 def robustness(run_dir: str | Path, questionnaire: str | Path | None = None, device: str = "cpu",
@@ -61,16 +62,11 @@ def robustness(run_dir: str | Path, questionnaire: str | Path | None = None, dev
     from .targets import lookup
 
     run_dir = Path(run_dir)
-    if not (run_dir / "run.json").is_file():
-        raise CultureAlignError(f"{run_dir} is not a run folder written by `culturealign align` (no run.json)")
-    import json
-
-    run = json.loads((run_dir / "run.json").read_text())
-    train = MeasureConfig(**run["config"]["measure"])
-    train.device, train.dtype = device, dtype
-    fixed = consts.Constants(np.array([run["constants"]["values"][d] for d in DIMENSIONS]), run["constants"]["kind"],
-                             {"from_run": str(run_dir)})
-    country = lookup(run["config"]["country"])
+    run, config = load_run(run_dir)
+    train = replace(config.measure, device=device, dtype=dtype)
+    fixed = consts.Constants(np.array([run["constants"]["values"][d] for d in DIMENSIONS], dtype=float),
+                             run["constants"]["kind"], {"from_run": str(run_dir)})
+    country = lookup(config.country)
     conditions = [("training", train)]
     for order in ("forward", "reverse"):
         if train.order != order:

@@ -138,8 +138,8 @@ def reach(session, country=None, style: str = "naive", soft=None, steps: int = 1
     soft = soft or SoftPromptConfig()
     dims = list(dimensions or DIMENSIONS)
     survey = session.survey(style, country)
-    constants = session.constants.values
-    grad = SurveyGradient(survey, constants, soft.placement, checkpointing)
+    constants = session.constants_for(country) if country else session.constants
+    grad = SurveyGradient(survey, constants.values, soft.placement, checkpointing)
     p0 = initial_embeddings(soft, session.lm.model.get_input_embeddings(), session.lm.tokenizer,
                             country.name if country else None, seed)
     out: dict = {}
@@ -170,4 +170,4 @@ def reach(session, country=None, style: str = "naive", soft=None, steps: int = 1
                     "trajectory": values}
     return {"dimensions": out, "steps": steps, "lr": lr, "placement": soft.placement, "n_tokens": soft.n_tokens,
             "prompt": style, "country": country.name if country else None,
-            "constants": session.constants.to_dict(), "gradient_steps": 2 * len(dims) * steps}
+            "constants": constants.to_dict(), "gradient_steps": 2 * len(dims) * steps}

@@ -6,6 +6,8 @@ differences between item means plus a constant C: ``index = sum_w w * (mean(a) -
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -52,14 +54,12 @@ class Questionnaire:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Questionnaire":
+        from .io import read_json
+
         path = Path(path)
         if not path.is_file():
             raise CultureAlignError(f"questionnaire file {path} does not exist")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CultureAlignError(f"questionnaire file {path} is not valid JSON: {exc}") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json(path, "questionnaire file"), source=str(path))
 
     @classmethod
     def load(cls, path: str | Path | None) -> "Questionnaire":
@@ -67,30 +67,58 @@ class Questionnaire:
 
     @classmethod
     def from_dict(cls, data: dict, source: str) -> "Questionnaire":
-        """Validate ``data`` (the schema of the built-in ``vsm2013.json``) and build a questionnaire."""
+        """Validate ``data`` (the schema of the built-in ``vsm2013.json``) and build a questionnaire.
+
+        Every defect (a missing or mistyped field, a bad formula term) is named in one :class:`CultureAlignError`.
+        """
         problems: list[str] = []
         if not isinstance(data, dict):
             raise CultureAlignError(f"questionnaire {source}: top level must be a JSON object")
-        scales = data.get("scales") or {}
-        blocks = data.get("blocks") or {}
+        scales = _mapping(data, "scales", problems)
+        blocks = _mapping(data, "blocks", problems)
         items_raw = data.get("items")
         if not isinstance(items_raw, list):
             raise CultureAlignError(f"questionnaire {source}: missing list 'items'")
-        for name, options in scales.items():
+        if "language" in data and not isinstance(data["language"], str):
+            problems.append(f"'language' must be a string, not {_kind(data['language'])}")
+        for name, options in list(scales.items()):
             if not isinstance(options, list) or len(options) != N_OPTIONS:
                 n = len(options) if isinstance(options, list) else "no"
                 problems.append(f"scale '{name}' has {n} options, needs {N_OPTIONS}")
+                del scales[name]
+            elif not all(isinstance(o, str) and o.strip() for o in options):
+                problems.append(f"scale '{name}': every option must be non-empty text")
+                del scales[name]
+        for name, block in list(blocks.items()):
+            if not isinstance(block, dict):
+                problems.append(f"block '{name}' must be an object with 'intro' and 'scale', not {_kind(block)}")
+                del blocks[name]
+                continue
+            for key in ("intro", "scale"):
+                if block.get(key) is not None and not isinstance(block[key], str):
+                    problems.append(f"block '{name}': '{key}' must be a string, not {_kind(block[key])}")
+                    del blocks[name]
+                    break
         items: dict[int, Item] = {}
         for raw in items_raw:
-            if not isinstance(raw, dict) or not isinstance(raw.get("id"), int) or not raw.get("text"):
+            if (not isinstance(raw, dict) or not _is_int(raw.get("id")) or not isinstance(raw.get("text"), str)
+                    or not raw["text"].strip()):
                 problems.append(f"item {raw!r:.60} needs an integer 'id' and a non-empty 'text'")
                 continue
             iid = raw["id"]
             if iid in items:
                 problems.append(f"item {iid} appears twice")
-            block = blocks.get(raw.get("block"), {}) if raw.get("block") is not None else {}
-            if raw.get("block") is not None and raw["block"] not in blocks:
-                problems.append(f"item {iid} names unknown block '{raw['block']}'")
+            bad = [k for k in ("block", "scale") if raw.get(k) is not None and not isinstance(raw[k], str)]
+            if bad:
+                problems.append(f"item {iid}: " + ", ".join(f"'{k}' must be a string, not {_kind(raw[k])}"
+                                                            for k in bad))
+                continue
+            block = {}
+            if raw.get("block") is not None:
+                if raw["block"] not in blocks:
+                    problems.append(f"item {iid} names unknown block '{raw['block']}'")
+                else:
+                    block = blocks[raw["block"]]
             scale_name = raw.get("scale") or block.get("scale")
             if scale_name not in scales:
                 problems.append(f"item {iid} has no answer scale (scale '{scale_name}' is not defined)")
@@ -104,21 +132,33 @@ class Questionnaire:
             problems.append(f"items {extra} are outside 1..{N_ITEMS}")
         formulas: dict[str, list[tuple[float, int, int]]] = {}
         names: dict[str, str] = {}
-        indices = data.get("indices") or {}
+        indices = _mapping(data, "indices", problems)
         for dim in DIMENSIONS:
             spec = indices.get(dim)
+            if spec is not None and not isinstance(spec, dict):
+                problems.append(f"index {dim} must be an object with 'name' and 'terms', not {_kind(spec)}")
+                continue
             if not spec or not spec.get("terms"):
                 problems.append(f"index formula for {dim} is missing")
                 continue
+            if not isinstance(spec["terms"], list):
+                problems.append(f"index {dim}: 'terms' must be a list of [weight, item_a, item_b], "
+                                f"not {_kind(spec['terms'])}")
+                continue
+            if spec.get("name") is not None and not isinstance(spec["name"], str):
+                problems.append(f"index {dim}: 'name' must be a string, not {_kind(spec['name'])}")
             terms = []
             for term in spec["terms"]:
-                if (not isinstance(term, list) or len(term) != 3
-                        or any(t not in range(1, N_ITEMS + 1) for t in term[1:])):
-                    problems.append(f"index {dim}: term {term} must be [weight, item_a, item_b] with items in 1..24")
+                if (not isinstance(term, list) or len(term) != 3 or not _is_finite_number(term[0])
+                        or not all(_is_int(t) and 1 <= t <= N_ITEMS for t in term[1:])):
+                    problems.append(f"index {dim}: term {term!r:.60} must be [weight, item_a, item_b] with a finite "
+                                    f"numeric weight and items in 1..{N_ITEMS}")
                     continue
                 terms.append((float(term[0]), int(term[1]), int(term[2])))
+            if dim == "MAS" and len(spec["terms"]) < 2:
+                problems.append("index MAS needs two terms (the second's weight is what --cat-mas-weight changes)")
             formulas[dim] = terms
-            names[dim] = spec.get("name", dim)
+            names[dim] = spec.get("name") if isinstance(spec.get("name"), str) else dim
         if problems:
             raise CultureAlignError(f"questionnaire {source} is malformed:\n  - " + "\n  - ".join(problems))
         return cls([items[i] for i in range(1, N_ITEMS + 1)], formulas, names, source,
@@ -155,47 +195,121 @@ class Questionnaire:
 def read_means(path: str | Path) -> np.ndarray:
     """Item means 1..24 from a JSON file (a list, or an object keyed by item id / "m01") or a CSV file.
 
-    CSV: either two columns ``item,mean`` (a header is optional) or one row of 24 numbers.
+    CSV: either two columns ``item,mean`` (a header is optional) or one row of 24 numbers. Every mean must be a
+    finite number in 1..5 and every item given once; anything else is a :class:`CultureAlignError` naming it.
     """
     path = Path(path)
     if not path.is_file():
         raise CultureAlignError(f"means file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
-    values: dict[int, float] = {}
     try:
         if path.suffix.lower() == ".json":
-            data = json.loads(text)
-            if isinstance(data, dict) and "means" in data:
-                data = data["means"]
-            if isinstance(data, list):
-                values = {i + 1: float(v) for i, v in enumerate(data)}
-            elif isinstance(data, dict):
-                values = {int(str(k).lower().lstrip("m")): float(v) for k, v in data.items()}
-            else:
-                raise ValueError("expected a list or an object")
+            from .io import read_json
+
+            pairs = _means_from_json(read_json(path, "means file"))
         else:
-            rows = [[c.strip() for c in line.split(",")] for line in text.splitlines() if line.strip()]
-            if rows and not _is_number(rows[0][-1]):
-                rows = rows[1:]
-            if len(rows) == 1 and len(rows[0]) > 2:
-                values = {i + 1: float(v) for i, v in enumerate(rows[0])}
-            else:
-                values = {int(r[0].lower().lstrip("m")): float(r[1]) for r in rows}
-    except (ValueError, IndexError, json.JSONDecodeError) as exc:
+            pairs = _means_from_csv(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CultureAlignError(f"means file {path} is unreadable ({exc})") from None
+    except ValueError as exc:
         raise CultureAlignError(f"could not read item means from {path}: {exc}") from None
+    values: dict[int, float] = {}
+    for item, value in pairs:
+        if item in values:
+            raise CultureAlignError(f"could not read item means from {path}: item {item} is given twice")
+        values[item] = value
     missing = sorted(set(range(1, N_ITEMS + 1)) - set(values))
     if missing or len(values) != N_ITEMS:
+        extra = sorted(set(values) - set(range(1, N_ITEMS + 1)))
         raise CultureAlignError(
-            f"{path} has {len(values)} item means; need exactly {N_ITEMS} (items 1..24), missing {missing}")
+            f"{path} has {len(values)} item means; need exactly {N_ITEMS} (items 1..24), missing {missing}"
+            + (f", unknown items {extra}" if extra else ""))
     means = np.array([values[i] for i in range(1, N_ITEMS + 1)])
+    bad = [i + 1 for i, m in enumerate(means) if not np.isfinite(m)]
+    if bad:
+        raise CultureAlignError(f"{path}: the means of items {bad} are not finite numbers (NaN or infinite)")
     if np.any(means < 1) or np.any(means > 5):
         raise CultureAlignError(f"{path}: item means must lie in 1..5 (the answer scale)")
     return means
 
 
+def _means_from_json(data) -> list[tuple[int, float]]:
+    if isinstance(data, dict) and "means" in data:
+        data = data["means"]
+    if isinstance(data, list):
+        return [(i + 1, _json_mean(v, f"entry {i + 1}")) for i, v in enumerate(data)]
+    if isinstance(data, dict):
+        return [(_item_number(k), _json_mean(v, f"item {k}")) for k, v in data.items()]
+    raise ValueError(f"expected a list of 24 numbers or an object keyed by item, not {_kind(data)}")
+
+
+def _json_mean(value, where: str) -> float:
+    if not _is_finite_number(value):
+        raise ValueError(f"{where} must be a finite number, not {value!r:.40}")
+    return float(value)
+
+
+def _means_from_csv(text: str) -> list[tuple[int, float]]:
+    rows = [[c.strip() for c in line.split(",")] for line in text.splitlines() if line.strip()]
+    if rows and not _is_number(rows[0][-1]):
+        rows = rows[1:]  # a header
+    if len(rows) == 1 and len(rows[0]) > 2:
+        return [(i + 1, _csv_number(v, f"column {i + 1}")) for i, v in enumerate(rows[0])]
+    out = []
+    for n, row in enumerate(rows, 1):
+        if len(row) != 2:
+            raise ValueError(f"row {n} has {len(row)} columns; need two (item,mean) or one row of 24 numbers")
+        out.append((_item_number(row[0]), _csv_number(row[1], f"row {n}")))
+    return out
+
+
+def _csv_number(text: str, where: str) -> float:
+    if not _is_number(text):
+        raise ValueError(f"{where}: {text!r:.40} is not a number")
+    return float(text)
+
+
+_ITEM_KEY = re.compile(r"m?0*(\d{1,3})")
+
+
+def _item_number(key) -> int:
+    """``1``, ``"1"``, ``"m01"`` or ``"M1"`` -> 1."""
+    match = _ITEM_KEY.fullmatch(str(key).strip().lower())
+    if match is None:
+        raise ValueError(f"{str(key)!r:.40} is not an item number (1..24 or m01..m24)")
+    return int(match.group(1))
+
+
 def _is_number(s: str) -> bool:
-    try:
-        float(s)
-        return True
-    except ValueError:
+    return _NUMBER.fullmatch(s.strip()) is not None
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(nan|inf|infinity)", re.IGNORECASE)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite_number(value) -> bool:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
         return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _kind(value) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null",
+            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _mapping(data: dict, key: str, problems: list[str]) -> dict:
+    """``data[key]`` as a (copied) dict; anything else is a problem (missing or null: empty)."""
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.append(f"'{key}' must be an object keyed by name, not {_kind(value)}")
+        return {}
+    return dict(value)

@@ -66,9 +66,9 @@ def read_json(path: str | Path, what: str = "file", hint: str = "") -> object:
     """
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark is allowed
     except FileNotFoundError:
         raise CultureAlignError(f"{what} {path} does not exist" + (f": {hint}" if hint else "")) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CultureAlignError(f"{what} {path} is unreadable or not valid JSON ({exc})"
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad UTF-8, bad JSON, a 5000-digit number
+        raise CultureAlignError(f"{what} {path} is unreadable or not valid JSON ({str(exc)[:200]})"
                                 + (f": {hint}" if hint else "")) from None

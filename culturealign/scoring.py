@@ -52,7 +52,9 @@ class SurveyScorer:
                  batch_size: int = 24, use_cache: bool = True, scoring: str = "auto",
                  max_memory_mb: float | None = None):
         self.model, self.tokenizer, self.rows = model, tokenizer, list(rows)
-        self.labels, self.batch_size, self.use_cache = list(labels), max(1, int(batch_size)), use_cache
+        if int(batch_size) < 1:
+            raise CultureAlignError(f"--batch-size must be at least 1, not {batch_size}")
+        self.labels, self.batch_size, self.use_cache = list(labels), int(batch_size), use_cache
         self.max_memory_mb = max_memory_mb
         self.embedding = model.get_input_embeddings()
         self.hidden_size = self.embedding.weight.shape[1]

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 
 from .config import INITS, SPACES, SoftPromptConfig  # noqa: F401  (re-exported)
 from .errors import CultureAlignError
 from .io import atomic_write_bytes, atomic_write_json
+from .prompts import STYLES
 
 SOFT_PROMPT_FILE = "soft_prompt.safetensors"
 SOFT_PROMPT_JSON = "soft_prompt.json"
@@ -121,34 +121,65 @@ class SoftPrompt:
 
     @classmethod
     def load(cls, folder: str | Path, expected_hidden_size: int | None = None) -> "SoftPrompt":
-        """Load a soft prompt folder (or file); a wrong hidden size or a corrupt file is a clear error."""
+        """Load a soft prompt folder (or file); a wrong hidden size or a corrupt file is a clear error.
+
+        The file must hold a 2-D floating-point tensor ``embeddings`` (at least one token, finite values; returned
+        as float32) and string metadata with a ``placement`` of prefix or suffix (prefix if absent).
+        """
         path = Path(folder)
         file = path / SOFT_PROMPT_FILE if path.is_dir() else path
         if not file.is_file():
             raise CultureAlignError(f"no soft prompt at {path}: expected a folder written by `culturealign align` "
                                     f"(with {SOFT_PROMPT_FILE})")
+        redo = "re-run `culturealign align` or restore the file"
         try:
-            tensors = load_file(file)
             from safetensors import safe_open
 
             with safe_open(file, "pt") as f:
                 meta = dict(f.metadata() or {})
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise CultureAlignError(f"soft prompt file {file} is corrupt or not a safetensors file ({exc}); "
-                                    "re-run `culturealign align` or restore the file") from None
-        if "embeddings" not in tensors or tensors["embeddings"].dim() != 2:
-            raise CultureAlignError(f"soft prompt file {file} has no 2-D tensor 'embeddings'")
-        emb = tensors["embeddings"]
+                names = list(f.keys())
+                emb = f.get_tensor("embeddings") if "embeddings" in names else None
+        except Exception as exc:  # noqa: BLE001  safetensors, torch and the OS raise many types for a bad file
+            if isinstance(exc, (KeyboardInterrupt, MemoryError)):
+                raise
+            raise CultureAlignError(f"soft prompt file {file} is corrupt or not a safetensors file "
+                                    f"({type(exc).__name__}: {str(exc)[:200]}); {redo}") from None
+        if emb is None or emb.dim() != 2:
+            raise CultureAlignError(f"soft prompt file {file} has no 2-D tensor 'embeddings' "
+                                    f"(tensors: {', '.join(names)[:120] or 'none'}); {redo}")
+        if not emb.is_floating_point():
+            raise CultureAlignError(f"soft prompt file {file}: 'embeddings' holds {emb.dtype}, not floating-point "
+                                    f"numbers; {redo}")
+        if emb.shape[0] < 1 or emb.shape[1] < 1:
+            raise CultureAlignError(f"soft prompt file {file}: 'embeddings' has shape {tuple(emb.shape)}; it needs at "
+                                    f"least one token of at least one dimension; {redo}")
+        emb = emb.float()
+        if not torch.isfinite(emb).all():
+            raise CultureAlignError(f"soft prompt file {file}: 'embeddings' holds NaN or infinite values; {redo}")
         if expected_hidden_size is not None and emb.shape[1] != expected_hidden_size:
             raise CultureAlignError(f"soft prompt {file} has hidden size {emb.shape[1]} but the model has "
                                     f"{expected_hidden_size}: it was learned for another model "
                                     f"({meta.get('model', 'unknown')}); pass the matching --model")
         placement = meta.pop("placement", "prefix")
+        if placement not in ("prefix", "suffix"):
+            raise CultureAlignError(f"soft prompt file {file}: unknown placement {placement!r:.40} in its metadata "
+                                    f"(prefix or suffix); {redo}")
         meta.pop("format", None)
         decoded = {}
         for k, v in meta.items():
+            if k in _TEXT_METADATA:
+                decoded[k] = v  # saved as text: "123" stays a model name, not a number
+                continue
             try:
                 decoded[k] = json.loads(v)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 decoded[k] = v
+        style = decoded.get("prompt", "naive")
+        if style not in STYLES:
+            raise CultureAlignError(f"soft prompt file {file}: unknown prompt style {style!r:.40} in its metadata "
+                                    f"(one of {', '.join(STYLES)}); {redo}")
         return cls(emb, placement, decoded)
+
+
+#: Metadata saved as plain strings (``SoftPrompt.save`` writes a string value as it is).
+_TEXT_METADATA = ("country", "model", "model_path", "prompt")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-planted = pytest.importorskip("planted_culture")
+import planted_culture as planted  # noqa: E402  (an import error is a failure, not a skip)
 
 from culturealign.constants import REFERENCE_COUNTRIES  # noqa: E402
 from culturealign.instrument import Questionnaire  # noqa: E402

@@ -12,7 +12,9 @@ runner = CliRunner()
 
 def run(*args):
     result = runner.invoke(app, [str(a) for a in args])
-    assert "Traceback" not in result.output
+    # CliRunner catches every exception (its output never holds a traceback): an uncaught one is result.exception,
+    # while a clean exit, also with an error, is a SystemExit
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     return result
 
 

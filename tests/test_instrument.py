@@ -34,6 +34,31 @@ def test_indices_match_hand_computation(q):
     assert q.with_mas_weight(25).indices(means, np.zeros(6))[2] == pytest.approx(-10.0)
 
 
+def test_idv_uai_lto_ivr_match_the_manuals_formulas(q):
+    # VSM 2013 manual: IDV = 35(m04 - m01) + 35(m09 - m06) + C(ic)    UAI = 40(m18 - m15) + 25(m21 - m24) + C(uc)
+    #                  LTO = 40(m13 - m14) + 25(m19 - m22) + C(ls)    IVR = 35(m12 - m11) + 40(m17 - m16) + C(ir)
+    means = np.full(24, 3.0)
+    m = {1: 2.0, 4: 3.5, 6: 1.8, 9: 2.6,            # IDV
+         15: 2.2, 18: 3.7, 21: 4.1, 24: 2.9,        # UAI
+         13: 4.0, 14: 2.5, 19: 1.6, 22: 3.4,        # LTO
+         11: 3.3, 12: 2.1, 16: 1.9, 17: 4.4}        # IVR
+    for item, value in m.items():
+        means[item - 1] = value
+    idx = dict(zip(DIMENSIONS, q.indices(means, [7, 5, 0, -10, 20, -8])))
+    assert idx["IDV"] == pytest.approx(85.5)   # 35(1.5) + 35(0.8) + 5 = 52.5 + 28 + 5
+    assert idx["UAI"] == pytest.approx(80.0)   # 40(1.5) + 25(1.2) - 10 = 60 + 30 - 10
+    assert idx["LTO"] == pytest.approx(35.0)   # 40(1.5) + 25(-1.8) + 20 = 60 - 45 + 20
+    assert idx["IVR"] == pytest.approx(50.0)   # 35(-1.2) + 40(2.5) - 8 = -42 + 100 - 8
+    assert idx["PDI"] == pytest.approx(7.0) and idx["MAS"] == pytest.approx(0.0)  # their items all 3.0: only C
+    # each formula's sign: raising the first item of a term raises the index by its weight per scale point
+    for dim, item, weight in [("IDV", 4, 35), ("IDV", 1, -35), ("UAI", 18, 40), ("UAI", 24, -25), ("LTO", 13, 40),
+                              ("LTO", 22, -25), ("IVR", 12, 35), ("IVR", 16, -40)]:
+        bumped = means.copy()
+        bumped[item - 1] += 0.5
+        diff = q.raw_indices(bumped) - q.raw_indices(means)
+        assert diff[DIMENSIONS.index(dim)] == pytest.approx(0.5 * weight), (dim, item)
+
+
 def test_indices_are_batched(q):
     means = np.random.default_rng(0).uniform(1, 5, size=(3, 24))
     batched = q.raw_indices(means)

@@ -61,9 +61,27 @@ def test_soft_prompt_changes_the_output(tiny_model, tiny_tokenizer, rows, soft):
         assert np.abs(scorer.score(soft[:1], placement).probs[0] - plain).max() > 1e-3
 
 
-def test_zero_length_soft_prompt_equals_plain_model(tiny_model, tiny_tokenizer, rows):
-    scorer = SurveyScorer(tiny_model, tiny_tokenizer, rows)
-    np.testing.assert_allclose(scorer.score(torch.zeros(1, 0, 32)).probs, scorer.score(None).probs, atol=1e-6)
+def _plain_model_probs(model, tokenizer, rows) -> np.ndarray:
+    """Option probabilities of the plain model, one whole row per forward pass (no scorer, no cache, no padding);
+    head and tail are tokenised apart, as a soft prompt may go between them."""
+    option_ids = SurveyScorer(model, tokenizer, rows[:1]).option_ids
+    encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    out = []
+    for row in rows:
+        ids = encode(row.head) + encode(row.tail)
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([ids])).logits[0, -1]
+        out.append(torch.softmax(logits[option_ids], -1).numpy())
+    return np.array(out)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+@pytest.mark.parametrize("placement", ["prefix", "suffix"])
+def test_zero_length_soft_prompt_equals_plain_model(tiny_model, tiny_tokenizer, rows, placement, use_cache):
+    plain = _plain_model_probs(tiny_model, tiny_tokenizer, rows)
+    scorer = SurveyScorer(tiny_model, tiny_tokenizer, rows, batch_size=7, use_cache=use_cache)
+    np.testing.assert_allclose(scorer.score(torch.zeros(1, 0, 32), placement).probs[0], plain, atol=1e-5)
+    np.testing.assert_allclose(scorer.score(None).probs[0], plain, atol=1e-5)
 
 
 def test_sequence_scoring_agrees_with_next_token_for_single_token_labels(tiny_model, tiny_tokenizer, rows, soft):
@@ -93,6 +111,16 @@ def test_reverse_order_is_mapped_back_to_answer_order(tiny_model, tiny_tokenizer
     both = Survey(lm, q, PromptConfig("persona", order="both"), cn).answer()
     fwd = Survey(lm, q, PromptConfig("persona", order="forward"), cn).answer()
     rev_survey = Survey(lm, q, PromptConfig("persona", order="reverse"), cn)
+    # the reversed rows list the options 5..1 under the labels 1..5, the forward rows 1..5
+    fwd_rows = Survey(lm, q, PromptConfig("persona", order="forward"), cn).rows
+    for item, rev_row, fwd_row in zip(q.items, rev_survey.rows, fwd_rows):
+        assert rev_row.reversed and not fwd_row.reversed and rev_row.item == fwd_row.item == item.id
+        listed_rev = "\n".join(f"{k}. {option}" for k, option in zip("12345", item.options[::-1]))
+        listed_fwd = "\n".join(f"{k}. {option}" for k, option in zip("12345", item.options))
+        assert listed_rev in rev_row.head and listed_fwd not in rev_row.head
+        assert listed_fwd in fwd_row.head
+        positions = [rev_row.head.index(f". {option}\n") for option in item.options[:4]]
+        assert positions == sorted(positions, reverse=True)  # option 1 comes last
     listed = rev_survey.scorer.score(None).probs[0]
     np.testing.assert_allclose(both.probs_by_order[0, 0], fwd.probs[0], atol=1e-6)
     # listed position 1 under reversed options is answer 5
