@@ -23,7 +23,7 @@ import functools
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .align import CHECKPOINT, AlignConfig, align
@@ -338,6 +338,7 @@ def run_experiment(config: ExperimentConfig | None, out: str | Path, resume: boo
     if resume:
         config = read_config(out)
     else:
+        config = replace(config, countries=[lookup(c).name for c in config.countries])  # "CN" -> "China"
         refuse_overwrite(out, force, what="experiment folder")
         (out / "results.json").unlink(missing_ok=True)
         shutil.rmtree(out / "runs", ignore_errors=True)  # --force: runs of an earlier experiment are not reused

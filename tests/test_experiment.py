@@ -312,3 +312,55 @@ def test_local_executor_is_a_nevergrad_executor():
     assert failed.done()
     with pytest.raises(ZeroDivisionError):
         failed.result()
+
+
+class _LastInFirstOut:
+    """Two workers whose calls finish in reverse order of submission (run when their result is asked for); records
+    how many calls were in flight at each submission."""
+
+    workers = 2
+
+    def __init__(self, session):
+        self.local, self.in_flight, self.sizes = LocalExecutor(context=session), [], []
+
+    def submit(self, fn, *args):
+        future = _Deferred(self, fn, args)
+        self.in_flight.append(future)
+        self.sizes.append(len(self.in_flight))
+        return future
+
+    def describe(self) -> dict:
+        return {"kind": "test"}
+
+
+class _Deferred:
+    def __init__(self, executor, fn, args):
+        self.executor, self.call = executor, (fn, args)
+
+    def done(self) -> bool:
+        return self is self.executor.in_flight[-1]
+
+    def result(self):
+        self.executor.in_flight.remove(self)
+        return self.executor.local.submit(self.call[0], *self.call[1]).result()
+
+
+@pytest.mark.parametrize("constants", ["zero", "anchored"])
+def test_units_finishing_out_of_order_give_the_same_results(tmp_path, tiny_model, tiny_tokenizer, one_thread,
+                                                             constants):
+    from culturealign import constants as consts
+
+    session = Session(MeasureConfig(model="tiny", constants=constants, order="forward"),
+                      lm=LoadedModel(tiny_model, tiny_tokenizer, "tiny", "tiny"), constants=consts.zero())
+    cfg = _config()
+    cfg.seeds, cfg.culturalbench_limit = 1, 0
+    cfg.align.measure.constants = constants
+    local = run_experiment(cfg, tmp_path / "local", session=session)
+    executor = _LastInFirstOut(session)
+    shuffled = run_experiment(cfg, tmp_path / "lifo", session=session, executor=executor)
+    assert shuffled["rows"] == local["rows"]
+    assert (tmp_path / "lifo" / "results.json").read_text().split('"wall_time_s"')[0] == \
+        (tmp_path / "local" / "results.json").read_text().split('"wall_time_s"')[0]
+    assert max(executor.sizes) == 2 and len(executor.sizes) == 10 + 1  # 10 units and the provenance
+    # anchored constants: the first unit runs alone (it fits them, the others read them from the cache)
+    assert executor.sizes[:2] == ([1, 1] if constants == "anchored" else [1, 2])
