@@ -214,11 +214,12 @@ class Experiment:
         pending = [u for u in self.units if u.key not in done]
         # anchored constants are fitted by the first unit and cached; the others then read them instead of each
         # worker fitting them at once
-        alone = self.config.align.measure.constants == "anchored" and self.executor.workers > 1
+        workers = getattr(self.executor, "workers", 1)
+        alone = self.config.align.measure.constants == "anchored" and workers > 1
         running: dict = {}
         try:
             while pending or running:
-                room = 1 if alone else self.executor.workers
+                room = 1 if alone else workers
                 while pending and len(running) < room:
                     unit = pending.pop(0)
                     say(str(unit))
@@ -243,7 +244,9 @@ class Experiment:
 
     def provenance(self) -> dict:
         prov = self.executor.submit(worker_provenance).result()
-        return {**prov, "argv": sys.argv, "executor": self.executor.describe()}
+        describe = getattr(self.executor, "describe", None)
+        return {**prov, "argv": sys.argv,
+                "executor": describe() if describe else {"kind": type(self.executor).__name__}}
 
 
 def read_results(path: Path, units: list[Unit]) -> dict:
