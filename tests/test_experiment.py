@@ -137,19 +137,20 @@ def test_experiment_killed_inside_an_alignment_unit_resumes(tmp_path, tiny_model
             "--subspace-dim", "4", "--culturalbench-limit", "1", "--model", str(tiny_model_dir), "--constants", "zero",
             "--out", str(exp)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # torch on one thread, as the in-process reference run below
-    proc = subprocess.Popen([*cli, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = tmp_path / "stderr.txt"
+    with log.open("wb") as err:  # a file, not a pipe: a full pipe would stall the child
+        proc = subprocess.Popen([*cli, *args], env=env, stdout=subprocess.DEVNULL, stderr=err)
     watched = exp / "runs" / "USA-seed0"  # the second alignment unit: the first one is then finished
     deadline = time.monotonic() + 240
     try:
         while _history_rows(watched / "history.csv") < 2:
-            assert proc.poll() is None, f"the experiment ended before it could be killed: {proc.stderr.read()}"
+            assert proc.poll() is None, f"the experiment ended before it could be killed: {log.read_text()}"
             assert time.monotonic() < deadline, "the experiment made no progress"
             time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()
         proc.wait()
-        proc.stderr.close()
     # killed inside the unit: its run is neither finished nor recorded, the first run is
     assert json.loads((watched / "run.json").read_text())["status"] == "running"
     assert 2 <= _history_rows(watched / "history.csv") < 10
