@@ -430,7 +430,7 @@ def evaluate_robustness(
 @app.command()
 @_clean_errors
 def experiment(
-    countries: str = typer.Option("US,CN,IN,SA", "--countries", help="comma-separated target countries"),
+    countries: str = typer.Option("US,CN,IN,SA", "--countries", help="comma-separated target countries, or all (every country with the loss dimensions)"),
     seeds: int = typer.Option(5, "--seeds", help="alignment seeds per country (0..N-1)"),
     out: Path = typer.Option(..., "--out", help="experiment folder"),
     budget: int = typer.Option(_ALIGN.budget, "--budget", help="candidate evaluations per alignment run"),
@@ -442,27 +442,58 @@ def experiment(
     culturalbench_limit: int = typer.Option(20, "--culturalbench-limit", help="CulturalBench questions per country (0: skip; -1: all)"),
     model: str = ModelOpt, device: str = DeviceOpt, dtype: str = DtypeOpt, constants: str = ConstantsOpt,
     dimensions: Optional[str] = DimensionsOpt,
-    resume: bool = typer.Option(False, "--resume", help="continue an interrupted experiment in --out"),
+    executor: str = typer.Option("local", "--executor", help="local (this process) or ray (Ray actors, one per GPU; pip install \"culturealign[ray]\")"),
+    address: Optional[str] = typer.Option(None, "--address", help="with --executor ray: the cluster to join (auto, or ray://host:10001); default: a local Ray on this machine"),
+    actors: Optional[int] = typer.Option(None, "--actors", help="with --executor ray: actors (default: one per GPU, else one per CPU)"),
+    gpus_per_actor: Optional[float] = typer.Option(None, "--gpus-per-actor", help="with --executor ray: GPUs per actor (default: 1 if the cluster has GPUs, else 0)"),
+    resume: bool = typer.Option(False, "--resume", help="continue an interrupted experiment in --out (its saved configuration is used)"),
     force: bool = typer.Option(False, "--force", help="start over in an existing folder"),
     as_json: bool = typer.Option(False, "--json", help="print results.json at the end"),
 ) -> None:
     """Every method x country x seed on the VSM loss and CulturalBench, with 95 % CIs and paired tests."""
     from .align import AlignConfig
-    from .experiment import ExperimentConfig, run_experiment
+    from .executors import LocalExecutor, RayExecutor
+    from .experiment import ExperimentConfig, read_config, run_experiment
+    from .measure import Session
+    from .objective import parse_dimensions
     from .softprompt import SoftPromptConfig
-    from .targets import lookup_many
+    from .targets import all_countries, lookup_many
 
-    names = [c.strip() for c in countries.split(",") if c.strip()]
-    targets = lookup_many(names)
-    mcfg = _config(model, device, dtype, None, constants, False, dimensions)
-    for t in targets:
-        t.vector(mcfg.dimensions or DIMENSIONS)  # a missing dimension fails before the model loads
-    soft = SoftPromptConfig(n_tokens=n_tokens, placement=placement, space=space, subspace_dim=subspace_dim, scale=scale)
-    acfg = AlignConfig(country="", optimizer=optimizer, popsize=popsize, budget=budget, soft=soft, measure=mcfg)
-    config = ExperimentConfig(countries=[t.name for t in targets], seeds=seeds, align=acfg,
-                              culturalbench_limit=None if culturalbench_limit < 0 else culturalbench_limit)
+    if executor not in ("local", "ray"):
+        raise CultureAlignError(f"unknown executor '{executor}': use local or ray")
+    if executor == "local" and (address or actors is not None or gpus_per_actor is not None):
+        raise CultureAlignError("--address, --actors and --gpus-per-actor need --executor ray")
+    if resume:
+        config = read_config(out)
+    else:
+        dims = parse_dimensions(dimensions)
+        if countries.strip().lower() == "all":
+            targets = [c for c in all_countries() if all(d in c.scores for d in dims)]
+        else:
+            targets = lookup_many([c.strip() for c in countries.split(",") if c.strip()])
+        if not targets:
+            raise CultureAlignError("give at least one country with --countries (see `culturealign countries`)")
+        for t in targets:
+            t.vector(dims)
+        mcfg = _config(model, device, dtype, None, constants, False, dimensions)
+        soft = SoftPromptConfig(n_tokens=n_tokens, placement=placement, space=space, subspace_dim=subspace_dim,
+                                scale=scale)
+        acfg = AlignConfig(country="", optimizer=optimizer, popsize=popsize, budget=budget, soft=soft, measure=mcfg)
+        config = ExperimentConfig(countries=[t.name for t in targets], seeds=seeds, align=acfg,
+                                  culturalbench_limit=None if culturalbench_limit < 0 else culturalbench_limit)
     say = (lambda msg: reporting.console.print(f"[dim]{msg}[/]")) if not as_json else None
-    results = run_experiment(config, out, resume=resume, force=force, on_unit=say)
+    setup = functools.partial(Session, config.align.measure)
+    runner = (RayExecutor(setup, actors=actors, gpus_per_actor=gpus_per_actor, address=address)
+              if executor == "ray" else LocalExecutor(setup=setup))
+    with runner:
+        if executor == "ray" and runner.gpus_per_actor and config.align.measure.device == "cpu":
+            typer.echo("note: each Ray actor holds a GPU but --device is cpu; pass --device cuda to use it", err=True)
+        try:
+            results = run_experiment(config, out, resume=resume, force=force, on_unit=say, executor=runner)
+        except KeyboardInterrupt:
+            typer.echo(f"interrupted: finished units are in {out / 'results.json'}; continue with "
+                       f"`culturealign experiment --out {out} --resume`", err=True)
+            raise typer.Exit(130)
     _show(results, as_json, reporting.print_experiment)
     if not as_json:
         reporting.console.print(f"results in {out / 'results.json'}; figures: `culturealign report {out}`")

@@ -1,11 +1,17 @@
 """The paper's main experiment: every method x country x seed, on the VSM loss and on CulturalBench.
 
+An experiment is a *plan* of units (:func:`plan`), a pure function that runs one unit (:func:`run_unit`) and a
+*driver* (:class:`Experiment`) that hands the units to an executor (:mod:`culturealign.executors`: in this process,
+or on Ray actors) and is the only writer of ``results.json``. A unit is one (country, method, seed): a baseline
+measurement, or one alignment run in its own resumable run folder.
+
 ``run_experiment`` writes into ``out/``:
 
 - ``experiment.json``: the configuration (countries, seeds, the alignment settings, CulturalBench limit);
 - ``runs/<CODE>-seed<k>/``: one alignment run folder per country and seed (resumable, see :mod:`align`);
 - ``results.json``: ``{"targets", "rows": [{"country", "method", "seed", "loss", "indices", "culturalbench"}],
-  "summary"}``, rewritten atomically after every unit of work, so an interrupted experiment resumes where it stopped.
+  "summary"}``, rewritten atomically after every finished unit, rows in plan order whatever order the units finish
+  in, so an interrupted experiment resumes where it stopped and gives the same file.
 
 Methods: ``naive``, ``persona``, ``icl``, ``reference mean`` (raw indices 0: under anchored constants the mean of the
 reference countries) and ``soft prompt``. Prompting baselines are deterministic in distribution mode, so they are
@@ -13,27 +19,30 @@ measured once per country (seed null); the soft prompt is learned once per seed.
 """
 from __future__ import annotations
 
-import json
+import functools
 import shutil
+import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
-
-from .align import AlignConfig, align
+from .align import CHECKPOINT, AlignConfig, align
 from .culturalbench import culturalbench_metrics, load_culturalbench, score_judgements
 from .errors import CultureAlignError
 from .evaluation import BASELINES
+from .executors import LocalExecutor, worker_context
 from .instrument import DIMENSIONS
-from .io import atomic_write_json, refuse_overwrite
+from .io import atomic_write_json, read_json, refuse_overwrite
 from .measure import Session, measurement_record
+from .objective import parse_dimensions
 from .prompts import system_message
 from .softprompt import SoftPrompt
 from .stats import mean_ci, paired_test
 from .targets import lookup
 
 METHODS = (*BASELINES, "reference mean", "soft prompt")
+RUN_STATUSES = ("running", "interrupted", "finished")
+_POLL_S = 0.05
 
 
 @dataclass
@@ -52,71 +61,223 @@ class ExperimentConfig:
         return cls(align=AlignConfig.from_dict(data.pop("align")), **data)
 
 
+# ---- the plan ---------------------------------------------------------------------------------------------------
+@dataclass
+class Unit:
+    """One piece of work: a baseline measurement of one country, or one alignment run (``method`` "soft prompt",
+    with its full configuration in ``align``). Everything a worker needs besides the loaded model."""
+
+    country: str                          # the country's name (as in results.json)
+    method: str                           # one of METHODS
+    seed: int | None = None               # soft prompt only
+    culturalbench_limit: int | None = 20  # 0: not evaluated
+    align: AlignConfig | None = None      # soft prompt only: country and seed set
+
+    @property
+    def key(self) -> tuple:
+        return (self.country, self.method, self.seed)
+
+    def run_dir(self, out: str | Path) -> Path:
+        return Path(out) / "runs" / f"{lookup(self.country).code}-seed{self.seed}"
+
+    def __str__(self) -> str:
+        return f"{self.country}: {self.method}" + (f", seed {self.seed}" if self.seed is not None else "")
+
+
+def plan(config: ExperimentConfig) -> list[Unit]:
+    """Every unit, in the order of the rows of results.json: per country the reference mean, the prompting
+    baselines, then the soft prompt per seed."""
+    units = []
+    for name in config.countries:
+        country = lookup(name)
+        limit = config.culturalbench_limit
+        units.append(Unit(country.name, "reference mean", None, limit))
+        units += [Unit(country.name, style, None, limit) for style in BASELINES]
+        for seed in range(config.seeds):
+            cfg = AlignConfig.from_dict(config.align.to_dict())
+            cfg.country, cfg.seed = country.name, seed
+            units.append(Unit(country.name, "soft prompt", seed, limit, cfg))
+    return units
+
+
+# ---- one unit ---------------------------------------------------------------------------------------------------
+def run_unit(unit: Unit, session: Session, out: str | Path, on_generation=None) -> dict:
+    """Run one unit and return its results.json row. Pure apart from the unit's own run folder (soft prompt units),
+    which it resumes from its checkpoint when one is there: a unit run again after a crash continues where it
+    stopped, and one whose run finished is only read back."""
+    country = lookup(unit.country)
+    objective = session.objective(country)
+    if unit.method == "reference mean":
+        return _row(unit, objective.reference_mean_loss(), dict(zip(DIMENSIONS, session.constants.values)), None)
+    if unit.method in BASELINES:
+        rec = measurement_record(session.questionnaire, objective, session.answers(unit.method, country), unit.method)
+        return _row(unit, rec["loss"], {d: rec["indices"][d]["model"] for d in DIMENSIONS},
+                    _culturalbench(session, country, unit.method, None, unit.culturalbench_limit))
+    if unit.method != "soft prompt" or unit.align is None:
+        raise CultureAlignError(f"unknown experiment unit {unit}")
+    run_dir = unit.run_dir(out)
+    run = read_run(run_dir, unit) if (run_dir / "run.json").is_file() else None
+    if run is None or run["status"] != "finished":
+        align(unit.align, run_dir, resume=(run_dir / CHECKPOINT).is_file(), force=True, session=session,
+              on_generation=on_generation)
+        run = read_run(run_dir, unit)
+    prompt = SoftPrompt.load(run_dir)
+    return _row(unit, run["best"]["loss"], {d: v["model"] for d, v in run["best"]["indices"].items()},
+                _culturalbench(session, country, unit.align.prompt, prompt, unit.culturalbench_limit))
+
+
+def read_run(run_dir: Path, unit: Unit | None = None) -> dict:
+    """A run folder's run.json, checked for the keys an experiment reads; a corrupt or outdated one (or one of
+    another run) is a clear error."""
+    path = run_dir / "run.json"
+    hint = f"delete the run folder {run_dir} to run this unit again"
+    run = read_json(path, "run record", hint)
+
+    def bad(why: str) -> CultureAlignError:
+        return CultureAlignError(f"run record {path} is outdated or corrupt ({why}): {hint}")
+
+    if not isinstance(run, dict) or run.get("status") not in RUN_STATUSES:
+        raise bad(f"'status' is not one of {', '.join(RUN_STATUSES)}")
+    cfg = run.get("config")
+    if not isinstance(cfg, dict):
+        raise bad("no 'config'")
+    if unit is not None and (cfg.get("country") != unit.country or cfg.get("seed") != unit.seed):
+        raise bad(f"it is the run of {cfg.get('country')!r}, seed {cfg.get('seed')!r}, not of {unit}")
+    if run["status"] == "finished":
+        best = run.get("best")
+        if not isinstance(best, dict) or not _is_number(best.get("loss")) or not isinstance(best.get("indices"), dict):
+            raise bad("no best loss and indices")
+        if any(not isinstance(best["indices"].get(d), dict) or not _is_number(best["indices"][d].get("model"))
+               for d in DIMENSIONS):
+            raise bad("'best.indices' lacks a dimension's model index")
+    return run
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _row(unit: Unit, loss: float, indices: dict, bench: dict | None) -> dict:
+    return {"country": unit.country, "method": unit.method, "seed": unit.seed, "loss": float(loss),
+            "indices": {d: float(v) for d, v in indices.items()}, "culturalbench": bench}
+
+
+def _culturalbench(session: Session, country, style: str, soft: SoftPrompt | None, limit: int | None) -> dict | None:
+    if limit == 0:
+        return None
+    try:
+        judgements = load_culturalbench(country.name, limit)
+    except CultureAlignError:
+        return None  # the benchmark has no questions for this country
+    system = system_message(style, country, session.questionnaire)
+    p_true = score_judgements(session.lm, judgements, system, soft, session.config.batch_size)
+    metrics = culturalbench_metrics(judgements, p_true)
+    return {k: metrics[k] for k in ("judgement_accuracy", "question_accuracy", "n_questions")}
+
+
+def run_unit_on_worker(unit: Unit, out: str) -> dict:
+    """What the driver submits: :func:`run_unit` with the session of the worker it runs on."""
+    return run_unit(unit, worker_context(), out)
+
+
+def worker_provenance() -> dict:
+    return worker_context().provenance()
+
+
+# ---- the driver -------------------------------------------------------------------------------------------------
 class Experiment:
-    def __init__(self, config: ExperimentConfig, out: Path, session: Session | None = None):
+    """The driver: plans the units, skips those already in results.json, submits the rest to ``executor`` (default:
+    this process, with ``session`` or one loaded from the configuration) and writes every finished unit's row."""
+
+    def __init__(self, config: ExperimentConfig, out: Path, session: Session | None = None, executor=None):
         self.config, self.out = config, Path(out)
         self.countries = [lookup(c) for c in config.countries]
-        self.session = session or Session(config.align.measure)
+        dims = parse_dimensions(config.align.measure.dimensions)
         for c in self.countries:
-            self.session.objective(c)  # a missing dimension fails before any work
+            c.vector(dims)  # a missing dimension fails before any work
+        self.units = plan(config)
+        self.executor = executor or LocalExecutor(context=session,
+                                                  setup=functools.partial(Session, config.align.measure))
         path = self.out / "results.json"
-        self.results = json.loads(path.read_text()) if path.is_file() else {"rows": []}
+        self.results = read_results(path, self.units) if path.is_file() else {"rows": []}
         self.results["targets"] = {c.name: c.scores for c in self.countries}
 
-    def _done(self, country: str, method: str, seed) -> bool:
-        return any(r["country"] == country and r["method"] == method and r["seed"] == seed for r in self.results["rows"])
-
-    def _add(self, row: dict) -> None:
-        self.results["rows"].append(row)
+    def _write(self) -> None:
+        order = {u.key: i for i, u in enumerate(self.units)}
+        self.results["rows"].sort(key=lambda r: order[(r["country"], r["method"], r["seed"])])
         self.results["summary"] = summarise(self.results["rows"])
         atomic_write_json(self.out / "results.json", self.results)
 
-    def _culturalbench(self, country, style: str, soft: SoftPrompt | None) -> dict | None:
-        if self.config.culturalbench_limit == 0:
-            return None
-        try:
-            judgements = load_culturalbench(country.name, self.config.culturalbench_limit)
-        except CultureAlignError:
-            return None  # the benchmark has no questions for this country
-        system = system_message(style, country, self.session.questionnaire)
-        p_true = score_judgements(self.session.lm, judgements, system, soft, self.session.config.batch_size)
-        metrics = culturalbench_metrics(judgements, p_true)
-        return {k: metrics[k] for k in ("judgement_accuracy", "question_accuracy", "n_questions")}
-
-    def _record(self, country, method: str, seed, loss: float, indices: dict, bench: dict | None) -> None:
-        self._add({"country": country.name, "method": method, "seed": seed, "loss": float(loss),
-                   "indices": {d: float(v) for d, v in indices.items()}, "culturalbench": bench})
-
     def run(self, on_unit=None) -> dict:
         say = on_unit or (lambda msg: None)
-        for country in self.countries:
-            objective = self.session.objective(country)
-            if not self._done(country.name, "reference mean", None):
-                self._record(country, "reference mean", None, objective.reference_mean_loss(),
-                             dict(zip(DIMENSIONS, self.session.constants.values)), None)
-            for style in BASELINES:
-                if self._done(country.name, style, None):
+        done = {(r["country"], r["method"], r["seed"]) for r in self.results["rows"]}
+        pending = [u for u in self.units if u.key not in done]
+        # anchored constants are fitted by the first unit and cached; the others then read them instead of each
+        # worker fitting them at once
+        workers = getattr(self.executor, "workers", 1)
+        alone = self.config.align.measure.constants == "anchored" and workers > 1
+        running: dict = {}
+        try:
+            while pending or running:
+                room = 1 if alone else workers
+                while pending and len(running) < room:
+                    unit = pending.pop(0)
+                    say(str(unit))
+                    running[self.executor.submit(run_unit_on_worker, unit, str(self.out))] = unit
+                finished = [f for f in running if f.done()]
+                if not finished:
+                    time.sleep(_POLL_S)
                     continue
-                say(f"{country.name}: {style}")
-                rec = measurement_record(self.session.questionnaire, objective, self.session.answers(style, country), style)
-                self._record(country, style, None, rec["loss"], {d: rec["indices"][d]["model"] for d in DIMENSIONS},
-                             self._culturalbench(country, style, None))
-            for seed in range(self.config.seeds):
-                if self._done(country.name, "soft prompt", seed):
+                for future in finished:
+                    running.pop(future)
+                    self.results["rows"].append(future.result())
+                    self._write()
+                    alone = False
+        finally:  # a failed unit: keep what the others finished (they are never lost, only not yet recorded)
+            for future in [f for f in running if f.done()]:
+                try:
+                    self.results["rows"].append(future.result())
+                except Exception:  # noqa: BLE001  (the first error is the one raised)
                     continue
-                run_dir = self.out / "runs" / f"{country.code}-seed{seed}"
-                cfg = AlignConfig.from_dict(self.config.align.to_dict())
-                cfg.country, cfg.seed = country.name, seed
-                say(f"{country.name}: soft prompt, seed {seed}")
-                status = json.loads((run_dir / "run.json").read_text())["status"] if (run_dir / "run.json").is_file() else None
-                if status != "finished":
-                    align(cfg, run_dir, resume=(run_dir / "checkpoint.pkl").is_file(), force=True, session=self.session)
-                run = json.loads((run_dir / "run.json").read_text())
-                prompt = SoftPrompt.load(run_dir)
-                self._record(country, "soft prompt", seed, run["best"]["loss"],
-                             {d: v["model"] for d, v in run["best"]["indices"].items()},
-                             self._culturalbench(country, cfg.prompt, prompt))
+                self._write()
         return self.results
+
+    def provenance(self) -> dict:
+        prov = self.executor.submit(worker_provenance).result()
+        describe = getattr(self.executor, "describe", None)
+        return {**prov, "argv": sys.argv,
+                "executor": describe() if describe else {"kind": type(self.executor).__name__}}
+
+
+def read_results(path: Path, units: list[Unit]) -> dict:
+    """results.json of an interrupted experiment, checked against its plan; corrupt or outdated is a clear error."""
+    hint = f"delete {path} to measure every unit again (finished run folders are reused)"
+    data = read_json(path, "experiment results", hint)
+    planned = {u.key for u in units}
+
+    def bad(why: str) -> CultureAlignError:
+        return CultureAlignError(f"experiment results {path} are outdated or corrupt ({why}): {hint}")
+
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+        raise bad("no list of 'rows'")
+    seen = set()
+    for i, row in enumerate(data["rows"]):
+        if not isinstance(row, dict):
+            raise bad(f"row {i} is not an object")
+        key = (row.get("country"), row.get("method"), row.get("seed"))
+        if not all(isinstance(k, (str, int, type(None))) for k in key) or key not in planned:
+            raise bad(f"row {i} ({key[0]!r}, {key[1]!r}, seed {key[2]!r}) is not in the experiment's plan")
+        if key in seen:
+            raise bad(f"row {i} repeats {key[0]}, {key[1]}, seed {key[2]}")
+        seen.add(key)
+        if not _is_number(row.get("loss")) or not isinstance(row.get("indices"), dict) \
+                or not all(_is_number(v) for v in row["indices"].values()):
+            raise bad(f"row {i} lacks a numeric 'loss' or 'indices'")
+        if "culturalbench" in row and row["culturalbench"] is not None and not isinstance(row["culturalbench"], dict):
+            raise bad(f"row {i} has a malformed 'culturalbench'")
+    if "wall_time_s" in data and not _is_number(data["wall_time_s"]):
+        raise bad("'wall_time_s' is not a number")
+    return data
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -144,24 +305,52 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
-def run_experiment(config: ExperimentConfig, out: str | Path, resume: bool = False, force: bool = False,
-                   session: Session | None = None, on_unit=None) -> dict:
-    """Run (or resume) an experiment in ``out``; returns the results dict (also in ``out/results.json``)."""
+def read_config(out: Path) -> ExperimentConfig:
+    """The configuration of the experiment in ``out`` (its experiment.json); corrupt or outdated is a clear error."""
+    path = out / "experiment.json"
+    if not path.is_file():
+        raise CultureAlignError(f"cannot resume: {out} has no experiment.json")
+    hint = "start the experiment again without --resume (with --force to reuse the folder)"
+    data = read_json(path, "experiment record", hint)
+    try:
+        cfg = data["config"]
+        if not isinstance(cfg, dict) or not isinstance(cfg.get("align"), dict):
+            raise ValueError("no 'config.align'")
+        config = ExperimentConfig.from_dict(cfg)
+        if not isinstance(config.countries, list) or not config.countries \
+                or not all(isinstance(c, str) for c in config.countries):
+            raise ValueError("'countries' is not a list of names")
+        if not isinstance(config.seeds, int) or isinstance(config.seeds, bool) or config.seeds < 0:
+            raise ValueError("'seeds' is not a count")
+        limit = config.culturalbench_limit
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+            raise ValueError("'culturalbench_limit' is not a count")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CultureAlignError(f"experiment record {path} is outdated or corrupt ({type(exc).__name__}: {exc}): "
+                                f"{hint}") from None
+    return config
+
+
+def run_experiment(config: ExperimentConfig | None, out: str | Path, resume: bool = False, force: bool = False,
+                   session: Session | None = None, on_unit=None, executor=None) -> dict:
+    """Run (or resume) an experiment in ``out``; returns the results dict (also in ``out/results.json``).
+
+    ``executor``: where the units run (:mod:`culturealign.executors`); default this process, with ``session``.
+    """
     out = Path(out)
     if resume:
-        if not (out / "experiment.json").is_file():
-            raise CultureAlignError(f"cannot resume: {out} has no experiment.json")
-        config = ExperimentConfig.from_dict(json.loads((out / "experiment.json").read_text())["config"])
+        config = read_config(out)
     else:
+        config = replace(config, countries=[lookup(c).name for c in config.countries])  # "CN" -> "China"
         refuse_overwrite(out, force, what="experiment folder")
         (out / "results.json").unlink(missing_ok=True)
         shutil.rmtree(out / "runs", ignore_errors=True)  # --force: runs of an earlier experiment are not reused
     started = time.time()
     atomic_write_json(out / "experiment.json", {"config": config.to_dict(), "countries": config.countries,
                                                 "seeds": list(range(config.seeds))})
-    experiment = Experiment(config, out, session)
+    experiment = Experiment(config, out, session, executor)
     results = experiment.run(on_unit)
     results["wall_time_s"] = results.get("wall_time_s", 0) + (time.time() - started)
-    results["provenance"] = experiment.session.provenance()
+    results["provenance"] = experiment.provenance()
     atomic_write_json(out / "results.json", results)
     return results

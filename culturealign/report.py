@@ -2,9 +2,13 @@
 (``experiment.json`` + ``results.json`` + ``runs/*/``) or of a single ``culturealign align`` run folder.
 
 Figures: ``radar_<country>.png`` (target, naive, ICL and soft prompt on the six dimensions), ``convergence.png``
-(best loss against evaluations per run, by optimiser) and ``dimensions.png`` (absolute error per dimension and
-method). Tables: loss mean and 95% CI per method and country, paired tests of the soft prompt against each
-baseline (several seeds), CulturalBench accuracy, and the runs.
+(best loss against evaluations per run, by optimiser), ``dimensions.png`` (absolute error per dimension and
+method) and, for an experiment, ``atlas.png`` (per dimension, target against achieved for every country: soft
+prompt, naive and persona). With more than ``MANY_COUNTRIES`` countries (``--countries all``) the per-country
+radars and error bars are left out and convergence is one panel of relative curves; the atlas covers them all.
+Tables: loss mean and 95% CI per method and country, where alignment helps (the soft prompt against the best
+baseline per country), paired tests of the soft prompt against each baseline (several seeds), CulturalBench
+accuracy, and the runs.
 """
 from __future__ import annotations
 
@@ -31,6 +35,9 @@ RADAR_METHODS = ("target", "naive", "icl", "soft prompt")
 COLORS = {"target": "black", "naive": "tab:blue", "persona": "tab:orange", "icl": "tab:green",
           "reference mean": "tab:gray", "soft prompt": "tab:red"}
 LABEL = {"icl": "ICL"}
+ATLAS_METHODS = ("naive", "persona", "soft prompt")
+ATLAS_MARKERS = {"naive": "x", "persona": "^", "soft prompt": "o"}
+MANY_COUNTRIES = 12  # above this, one figure per country gives way to the atlas
 OPT_COLORS = ("tab:purple", "tab:cyan", "tab:olive", "tab:brown", "tab:pink", "tab:blue")
 CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
        "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px;"
@@ -67,7 +74,8 @@ def _load(folder: Path) -> dict:
     if (folder / "experiment.json").is_file():
         exp, res = _read_json(folder / "experiment.json"), _read_json(folder / "results.json")
         runs = [_run(p.parent) for p in sorted(folder.glob("runs/*/run.json"))]
-        return {"title": f"Experiment {folder.name}", "countries": exp.get("countries") or list(res["targets"]),
+        return {"kind": "experiment", "title": f"Experiment {folder.name}",
+                "countries": exp.get("countries") or list(res["targets"]),
                 "targets": res["targets"], "rows": res["rows"], "runs": runs, "config": exp.get("config"),
                 "summary": res.get("summary")}
     if (folder / "run.json").is_file():
@@ -89,8 +97,8 @@ def _load(folder: Path) -> dict:
                     rows.append({"country": country, "method": method, "seed": run["seed"], "loss": r["loss"],
                                  "indices": r["indices"]})
         run["country"] = country
-        return {"title": f"Alignment run {folder.name}", "countries": [country], "targets": targets, "rows": rows,
-                "runs": [run], "config": rec.get("config"), "summary": None}
+        return {"kind": "run", "title": f"Alignment run {folder.name}", "countries": [country], "targets": targets,
+                "rows": rows, "runs": [run], "config": rec.get("config"), "summary": None}
     raise CultureAlignError(f"{folder} is neither an experiment folder (experiment.json + results.json) nor an "
                             "align run folder (run.json)")
 
@@ -159,9 +167,35 @@ def _on_grid(run: dict, grid: np.ndarray) -> np.ndarray:
     return np.where(pos >= 0, best[np.clip(pos, 0, None)], np.nan)
 
 
+def _convergence_many(data: dict):
+    """Every run in one panel: best loss relative to its first generation's, and the median over runs."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4.4), layout="constrained")
+    runs = [r for r in data["runs"] if r["history"] and r["history"][0].get("best_loss")]
+    for r in runs:
+        first = r["history"][0]["best_loss"]
+        ax.step([h["evaluations"] for h in r["history"]], [h["best_loss"] / first for h in r["history"]],
+                where="post", color="tab:red", lw=0.7, alpha=0.25)
+    if runs:
+        grid = np.array(sorted({h["evaluations"] for r in runs for h in r["history"]}))
+        curves = np.array([_on_grid(r, grid) / r["history"][0]["best_loss"] for r in runs])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ax.step(grid, np.nanmedian(curves, axis=0), where="post", color="black", lw=2.2,
+                    label=f"median of {len(runs)} runs")
+        ax.legend(frameon=False)
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel("best loss / first generation's best")
+    ax.set_title(f"{len({r['country'] for r in runs})} countries")
+    ax.grid(alpha=0.3)
+    return fig
+
+
 def _convergence(data: dict):
     plt = _plt()
     countries = [c for c in data["countries"] if any(r["country"] == c and r["history"] for r in data["runs"])]
+    if len(countries) > MANY_COUNTRIES:
+        return _convergence_many(data)
     optimizers = sorted({r["optimizer"] for r in data["runs"]})
     colors = {o: OPT_COLORS[i % len(OPT_COLORS)] for i, o in enumerate(optimizers)}
     n = max(1, len(countries))
@@ -233,6 +267,46 @@ def _dimensions(data: dict):
     return fig
 
 
+def _atlas(data: dict):
+    """Per dimension, every country's target (x) against what each method achieved (y; the soft prompt's mean over
+    seeds), with the line y = x where a country's points would lie if the method hit its target."""
+    plt = _plt()
+    countries = [c for c in data["countries"] if c in data["targets"]]
+    fig, axes = plt.subplots(2, 3, figsize=(13, 8.6), layout="constrained")
+    label = len(countries) <= MANY_COUNTRIES
+    for ax, (d, dim) in zip(axes.ravel(), enumerate(DIMENSIONS)):
+        values = []
+        for method in ATLAS_METHODS:
+            pts = []
+            for c in countries:
+                vec, target = _method_indices(data, c, method), data["targets"][c].get(dim)
+                if vec is not None and target is not None and not np.isnan(vec[d]):
+                    pts.append((float(target), float(vec[d]), c))
+            if not pts:
+                continue
+            xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+            values += xs + ys
+            soft = method == "soft prompt"
+            ax.scatter(xs, ys, marker=ATLAS_MARKERS[method], color=COLORS[method], s=34 if soft else 26,
+                       alpha=0.9 if soft else 0.7, zorder=3 if soft else 2, label=LABEL.get(method, method))
+            if soft and label:
+                for x, y, c in pts:
+                    ax.annotate(c, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=8, color="#444")
+        lo, hi = (min(0.0, min(values) - 5), max(100.0, max(values) + 5)) if values else (0.0, 100.0)
+        ax.plot([lo, hi], [lo, hi], color="black", ls="--", lw=1, label="target (y = x)")
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        ax.set_aspect("equal")
+        ax.set_title(dim)
+        ax.set_xlabel("published score")
+        ax.set_ylabel("model's index")
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=4, frameon=False)
+    fig.suptitle(f"Target against achieved, {len(countries)} countries")
+    return fig
+
+
 # ---- HTML ------------------------------------------------------------------------------------------------------
 def _fmt(v, digits: int = 2) -> str:
     return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{digits}f}"
@@ -254,6 +328,49 @@ def _loss_table(data: dict) -> str:
                 rows.append([country, method, _fmt(ci["mean"]), f"[{_fmt(ci['low'])}, {_fmt(ci['high'])}]",
                              _fmt(ci["sd"]), ci["n"]])
     return _table(["country", "method", "mean loss", "95% CI (t)", "SD", "n"], rows)
+
+
+def helps(data: dict) -> list[dict]:
+    """Per country, the soft prompt's mean loss [95 % CI] against the best baseline (lowest loss of naive, persona,
+    ICL and the reference mean), and a verdict: ``helps`` (lower; with several seeds the whole CI is lower),
+    ``hurts`` (with several seeds the whole CI is higher), ``no clear difference`` (the CI contains the best
+    baseline), ``does not help`` (one seed, not lower). Sorted from the largest gain to the largest loss."""
+    out = []
+    for country in data["countries"]:
+        rows = [r for r in data["rows"] if r["country"] == country]
+        soft = mean_ci([_num(r["loss"]) for r in rows if r["method"] == "soft prompt"])
+        base = {m: np.mean([_num(r["loss"]) for r in rows if r["method"] == m])
+                for m in BASELINES if any(r["method"] == m for r in rows)}
+        if not soft["n"] or not base:
+            continue
+        best = min(base, key=base.get)
+        if soft["n"] == 1:
+            verdict = "helps" if soft["mean"] < base[best] else "does not help"
+        else:
+            verdict = ("helps" if soft["high"] < base[best] else "hurts" if soft["low"] > base[best]
+                       else "no clear difference")
+        out.append({"country": country, "soft_prompt": soft, "best_baseline": best, "baseline_loss": base[best],
+                    "difference": soft["mean"] - base[best], "verdict": verdict})
+    return sorted(out, key=lambda h: h["difference"])
+
+
+def _helps_table(data: dict) -> str:
+    entries = helps(data)
+    if not entries:
+        return ""
+    rows = [[h["country"], _fmt(h["soft_prompt"]["mean"]),
+             f"[{_fmt(h['soft_prompt']['low'])}, {_fmt(h['soft_prompt']['high'])}]" if h["soft_prompt"]["n"] > 1
+             else "-", h["soft_prompt"]["n"], LABEL.get(h["best_baseline"], h["best_baseline"]),
+             _fmt(h["baseline_loss"]), _fmt(h["difference"]), h["verdict"]] for h in entries]
+    n_helps = sum(h["verdict"] == "helps" for h in entries)
+    return ("<h2>Where alignment helps</h2>"
+            + f"<p>The soft prompt beats the best baseline for {n_helps} of {len(entries)} countries.</p>"
+            + _table(["country", "soft prompt", "95% CI (t)", "seeds", "best baseline", "its loss",
+                      "soft - best", "verdict"], rows)
+            + "<p class='note'>Best baseline: the lowest loss of naive, persona, ICL and the reference mean for "
+              "that country. With several seeds, <i>helps</i> means the whole 95% CI of the soft prompt's loss is "
+              "below it, <i>hurts</i> that it is above, <i>no clear difference</i> that it contains it; with one "
+              "seed, the mean decides. Sorted from the largest gain.</p>")
 
 
 def _pairs(data: dict, countries: list[str], method: str) -> tuple[list[float], list[float]]:
@@ -323,15 +440,23 @@ def write_report(folder: Path, out: Path | None = None) -> Path:
     data = _load(folder)
     out = Path(out) if out is not None else folder / "report.html"
     plt = _plt()
+    few = len(data["countries"]) <= MANY_COUNTRIES
     figures = [(f"radar_{_slug(c)}.png", f"Profile of {c}", _radar(data, c)) for c in data["countries"]
-               if c in data["targets"]]
+               if c in data["targets"] and few]
+    if data["kind"] == "experiment" and any(r["method"] in ATLAS_METHODS for r in data["rows"]):
+        figures.append(("atlas.png", "Atlas: target against achieved, per dimension (soft prompt: mean over seeds)",
+                        _atlas(data)))
     if any(r["history"] for r in data["runs"]):
         figures.append(("convergence.png", "Convergence: best loss against evaluations", _convergence(data)))
-    if any(c in data["targets"] for c in data["countries"]):
+    if any(c in data["targets"] for c in data["countries"]) and few:
         figures.append(("dimensions.png", "Absolute error per dimension (mean over seeds, whiskers: SD)",
                         _dimensions(data)))
     parts = [f"<h1>{html.escape(data['title'])}</h1>", "<h2>Loss per method (L1 over the loss dimensions)</h2>",
-             _loss_table(data), "<h2>Soft prompt against the baselines</h2>", _paired_table(data), _bench_table(data)]
+             _loss_table(data), _helps_table(data), "<h2>Soft prompt against the baselines</h2>", _paired_table(data),
+             _bench_table(data)]
+    if not few:
+        parts.insert(1, f"<p class='note'>{len(data['countries'])} countries: the per-country radar charts and error "
+                        "bars are left out; the atlas shows every country.</p>")
     for name, title, fig in figures:
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110)

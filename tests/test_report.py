@@ -73,7 +73,7 @@ def test_experiment_report(tmp_path):
     assert out == folder / "report.html"
     page = out.read_text()
     images = _images(page)
-    expected = {"radar_China.png", "radar_U_S_A.png", "convergence.png", "dimensions.png"}
+    expected = {"radar_China.png", "radar_U_S_A.png", "atlas.png", "convergence.png", "dimensions.png"}
     assert set(images) == expected
     for name in expected:
         data = (folder / name).read_bytes()
