@@ -435,7 +435,9 @@ def experiment(
     out: Path = typer.Option(..., "--out", help="experiment folder"),
     budget: int = typer.Option(_ALIGN.budget, "--budget", help="candidate evaluations per alignment run"),
     popsize: int = typer.Option(_ALIGN.popsize, "--popsize"),
-    optimizer: str = typer.Option(_ALIGN.optimizer, "--optimizer", help="cma, de or random"),
+    optimizer: str = typer.Option(_ALIGN.optimizer, "--optimizer", help="cma, de, random (black-box) or adam (gradients)"),
+    steps: int = typer.Option(_ALIGN.steps, "--steps", help="adam: gradient steps per alignment run"),
+    lr: float = typer.Option(_ALIGN.lr, "--lr", help="adam: learning rate"),
     n_tokens: int = typer.Option(_SOFT.n_tokens, "--n-tokens"), placement: str = typer.Option(_SOFT.placement, "--placement"),
     space: str = typer.Option(_SOFT.space, "--space"), subspace_dim: int = typer.Option(_SOFT.subspace_dim, "--subspace-dim"),
     scale: float = typer.Option(_SOFT.scale, "--scale"),
@@ -450,7 +452,7 @@ def experiment(
     force: bool = typer.Option(False, "--force", help="start over in an existing folder"),
     as_json: bool = typer.Option(False, "--json", help="print results.json at the end"),
 ) -> None:
-    """Every method x country x seed on the VSM loss and CulturalBench, with 95 % CIs and paired tests."""
+    """Every method x country x seed on the VSM loss and CulturalBench, with 95 % CIs and one-sample tests against each baseline."""
     from .align import AlignConfig
     from .executors import LocalExecutor, RayExecutor
     from .experiment import ExperimentConfig, read_config, run_experiment
@@ -478,7 +480,8 @@ def experiment(
         mcfg = _config(model, device, dtype, None, constants, False, dimensions)
         soft = SoftPromptConfig(n_tokens=n_tokens, placement=placement, space=space, subspace_dim=subspace_dim,
                                 scale=scale)
-        acfg = AlignConfig(country="", optimizer=optimizer, popsize=popsize, budget=budget, soft=soft, measure=mcfg)
+        acfg = AlignConfig(country="", optimizer=optimizer, popsize=popsize, budget=budget, steps=steps, lr=lr,
+                           soft=soft, measure=mcfg)
         config = ExperimentConfig(countries=[t.name for t in targets], seeds=seeds, align=acfg,
                                   culturalbench_limit=None if culturalbench_limit < 0 else culturalbench_limit)
     say = (lambda msg: reporting.console.print(f"[dim]{msg}[/]")) if not as_json else None

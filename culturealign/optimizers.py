@@ -1,13 +1,10 @@
 """Black-box optimisers behind one ask/tell interface (nevergrad underneath).
 
 The caller owns the loop: ``zs = opt.ask()`` gives a whole population ``(popsize, dim)``, the caller scores it in
-one batched pass, ``opt.tell(zs, losses)`` reports back. ``state_dict`` / ``load_state_dict`` round-trip the full
-state (nevergrad's own pickle) so a run can stop after any generation and resume with identical results.
+one batched pass, ``opt.tell(zs, losses)`` reports back. Given the seed, ``ask`` depends only on the losses told
+before it, so a run resumes exactly by replaying its recorded losses (no pickled state: see :mod:`align`).
 """
 from __future__ import annotations
-
-import io
-import pickle
 
 import nevergrad as ng
 import numpy as np
@@ -63,12 +60,3 @@ class AskTellOptimizer:
     @property
     def done(self) -> bool:
         return self._opt.num_tell >= self.budget
-
-    def state_dict(self) -> bytes:
-        buf = io.BytesIO()
-        pickle.dump(self._opt, buf)
-        return buf.getvalue()
-
-    def load_state_dict(self, state: bytes) -> None:
-        self._opt = pickle.loads(state)
-        self._pending = []

@@ -182,7 +182,7 @@ def print_robustness(result: dict) -> None:
 
 def print_experiment(results: dict) -> None:
     table = Table(title="VSM L1 loss: mean [95 % CI] over seeds; CulturalBench question accuracy")
-    for col in ("country", "method", "loss", "CulturalBench", "soft prompt vs method: p (paired t)"):
+    for col in ("country", "method", "loss", "CulturalBench", "soft prompt vs method: p (one-sample t)"):
         table.add_column(col)
     for country, entry in results["summary"].items():
         for method, v in entry["methods"].items():
