@@ -53,12 +53,14 @@ N_EXTRA_HELD_OUT = 4          # held out besides the paper countries, drawn at r
 N_SYNTHETIC = 300             # synthetic training profiles
 SYNTHETIC_MIN_L1 = 30.0       # no synthetic profile within this L1 distance of a held-out country
 N_RESPONDENTS = 500
-SPREAD = 0.6                  # SD of the countries' item means (per item, averaged), before the range shrink
+SPREAD = 0.5                  # SD of the countries' item means from the latent factors, before the range shrink
+STYLE = 0.5                   # SD across countries of the response style (a shift of every item)
+BASELINE = 0.5                # SD across items of the untold item means
 TRAIT, NOISE = 0.25, 0.35      # respondent model: SD of the respondent's trait and of the item noise (latent scale)
 POSITIONS = ("system", "before", "after")
 ORDER = "forward"  # options listed A..E as 1..5 only: see the module docstring of BENCHMARKS.md's planted section
 NEUTRAL_TEXT = "Please answer the following question."
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4
 
 
 def six_dimension_countries() -> list[str]:
@@ -90,17 +92,30 @@ class RespondentModel:
         null = np.linalg.svd(w)[2][len(w):].T                                       # (24, 18)
         world = np.array([lookup(n).vector() for n in six_dimension_countries()])  # every real country
         self.sd = world.std(axis=0)
-        self.mix = null @ np.random.default_rng(seed).normal(size=(null.shape[1], len(w)))  # (24, 6)
-        extra = self._extra(world)
-        self.mix *= spread / extra.std(axis=0).mean()
-        dev = np.abs(self.exact(world) + self._extra(world)).max()
-        self.mix *= min(1.0, 1.85 / dev) if dev > 0 else 1.0                        # real countries in [1.15, 4.85]
+        rng = np.random.default_rng(seed)
+        self.mix = null @ rng.normal(size=(null.shape[1], len(w)))                  # (24, 6)
+        self.mix *= spread / self._extra(world).std(axis=0).mean()
+        # a response style (acquiescence): every item shifts with a fixed linear function of the scores; the
+        # all-ones vector is in the null space (each formula's weights sum to zero), so no index changes
+        self.style = rng.normal(size=len(w))
+        self.style *= STYLE / (((world - self.constants) / self.sd) @ self.style).std()
+        # items differ in their mean answer (a null-space baseline: the mean profile's indices stay C)
+        self.baseline = null @ rng.normal(size=null.shape[1])
+        self.baseline *= BASELINE / self.baseline.std()
+        dev = np.abs(self.means(world) - 3.0 - self.exact(world)).max()
+        room = 1.9 - np.abs(self.exact(world)).max()
+        shrink = min(1.0, room / dev) if dev > 0 else 1.0                             # real countries in [1.1, 4.9]
+        self.mix, self.style, self.baseline = self.mix * shrink, self.style * shrink, self.baseline * shrink
 
     def exact(self, scores: np.ndarray) -> np.ndarray:
         return (np.atleast_2d(scores) - self.constants) @ self.pinv.T
 
     def _extra(self, scores: np.ndarray) -> np.ndarray:
-        return ((np.atleast_2d(scores) - self.constants) / self.sd) @ self.mix.T
+        z = (np.atleast_2d(scores) - self.constants) / self.sd
+        out = z @ self.mix.T
+        if hasattr(self, "style"):
+            out = out + (z @ self.style)[:, None] + self.baseline
+        return out
 
     def means(self, scores) -> np.ndarray:
         """``(n, 6)`` profiles -> ``(n, 24)`` item means whose indices under the constants are the profiles."""
@@ -268,7 +283,7 @@ DEFAULT_TRAINING = dict(steps=2500, hidden=64, layers=2, seed=0, lr=3e-3, batch=
 
 def recipe_key(**settings) -> tuple[dict, str]:
     recipe = {**DEFAULT_TRAINING, **settings, "n_synthetic": N_SYNTHETIC, "respondents": N_RESPONDENTS,
-              "spread": SPREAD, "trait": TRAIT, "noise": NOISE, "positions": POSITIONS, "order": ORDER,
+              "spread": SPREAD, "style": STYLE, "baseline": BASELINE, "trait": TRAIT, "noise": NOISE, "positions": POSITIONS, "order": ORDER,
               "extra_held_out": N_EXTRA_HELD_OUT, "min_l1": SYNTHETIC_MIN_L1, "version": RECIPE_VERSION}
     return recipe, hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -400,8 +415,9 @@ def main() -> None:
     lines = ["| country | split | untold (naive) | scores in system prompt | scores before the item | "
              "scores after the item | respondents (floor) | reference mean |", "|---|---|---|---|---|---|---|---|"]
     shown = [(c, "held out") for c in world.held_out] + [(c, "training") for c in world.train[:4]]
-    best = {}
+    best, reference = {}, {}
     for c, kind in shown:
+        reference[c] = session.objective(lookup(c)).reference_mean_loss()
         h = hard_prompt_losses(session, c)
         best[c] = min(h[p] for p in POSITIONS)
         lines.append(f"| {c} | {kind} | {h['untold']:.1f} | {h['system']:.1f} | {h['before']:.1f} | {h['after']:.1f} | "
@@ -417,9 +433,12 @@ def main() -> None:
             f"{info['recipe']['batch']}; final batch cross-entropy {log[-1]['cross_entropy']:.3f} against the targets' "
             f"entropy {info['target_entropy']:.3f} (the floor). Held out: {', '.join(world.held_out)}. L1 loss "
             f"(index points) under the planted constants C (the training countries' mean profile).\n\n"
-            + "\n".join(lines) + f"\n\nA prompt stating a held-out country's scores gets within "
-            f"{np.mean([best[c] for c in held]):.1f} points of L1 loss on average (worst "
-            f"{max(best[c] for c in held):.1f}, best position per country).")
+            + "\n".join(lines) + f"\n\nA prompt stating a held-out country's scores (best of the three positions) "
+            f"reaches a mean L1 loss of {np.mean([best[c] for c in held]):.1f} (worst {max(best[c] for c in held):.1f}), "
+            f"against {np.mean([reference[c] for c in held]):.1f} for the reference-mean predictor: the model reads "
+            "the scores and generalises to countries it never saw, but maps them to answers only coarsely; the same "
+            "holds for training countries. Whether a held-out profile is reachable at all is shown by the soft "
+            "prompts below.")
     print(body)
     if not args.no_write:
         from common import write_section
