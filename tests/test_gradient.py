@@ -137,7 +137,7 @@ def test_resume_in_process_is_bit_identical(tmp_path, tiny_model, tiny_tokenizer
 def test_sigkill_then_resume_is_bit_identical(tmp_path, tiny_model_dir):
     env = {**os.environ, "CULTUREALIGN_CACHE": str(tmp_path / "cache")}
     common = ["align", "--country", "US", "--model", tiny_model_dir, "--constants", "zero", "--order", "both",
-              "--optimizer", "adam", "--steps", "40", "--lr", "0.05", "--n-tokens", "2", "--seed", "3", "--json"]
+              "--optimizer", "adam", "--steps", "16", "--lr", "0.05", "--n-tokens", "2", "--seed", "3", "--json"]
     full = _cli(*common, "--out", tmp_path / "full", env=env)
     out_full, err = full.communicate(timeout=600)
     assert full.returncode == 0, err
@@ -153,7 +153,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, tiny_model_dir):
     out_resumed, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
     a, b = json.loads(out_full), json.loads(out_resumed)
-    assert a["evaluations"] == b["evaluations"] == 40 and a["best"]["loss"] == b["best"]["loss"]
+    assert a["evaluations"] == b["evaluations"] == 16 and a["best"]["loss"] == b["best"]["loss"]
     assert torch.equal(SoftPrompt.load(tmp_path / "full").embeddings, SoftPrompt.load(tmp_path / "killed").embeddings)
     assert _history_without_time(tmp_path / "full") == _history_without_time(tmp_path / "killed")
 
