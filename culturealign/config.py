@@ -167,7 +167,7 @@ class AlignConfig:
     patience: int | None = None        # stop after this many generations (or steps) without improvement
     steps: int = 20                    # gradient steps
     lr: float = 0.01
-    schedule: str = "constant"
+    schedule: str = "cosine"           # constant lr overshot on the default model after ~7 steps (BENCHMARKS.md)
     loss: str = "huber"                # ends lowest on the planted model (BENCHMARKS.md, defaults)
     huber_delta: float = 2.0           # index points
     checkpointing: bool = False
