@@ -305,7 +305,9 @@ class SurveyScorer:
             heads = [self._embed(h) for h in self.head_ids]
             embeds, mask = self._left_pad(heads)
             layers = None
-            size = self.batch_for(0, embeds.shape[1])
+            # under a memory limit, as many heads per pass as fit (at least one: they are built once)
+            size = self.batch_size if not self.max_memory_mb else max(1, min(self.batch_size, int(
+                self.max_memory_mb * 2 ** 20 // max(1, self.sequence_bytes(0, embeds.shape[1])))))
             for start in range(0, len(heads), size):
                 _, part = self._forward(embeds[start:start + size], mask[start:start + size])
                 chunk = [(layer.keys, layer.values) for layer in part.layers]
