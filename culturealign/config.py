@@ -176,6 +176,17 @@ def normalise_dimensions(spec) -> list[str] | None:
     return [d for d in DIMENSIONS if d in names]
 
 
+def _registered_optimizer(name) -> bool:
+    """Whether ``name`` is a black-box optimiser registered beyond the built-in ones (with
+    :func:`culturealign.optimizers.register_optimizer`; kept as the plain string). Registering one imports that
+    module, so a configuration of built-in optimisers never imports nevergrad."""
+    import sys
+
+    registry = sys.modules.get("culturealign.optimizers")
+    return (isinstance(name, str) and not isinstance(name, Optimizer) and name not in Optimizer.values()
+            and registry is not None and name in registry.OPTIMIZERS)
+
+
 @dataclass
 class MeasureConfig:
     """Everything that decides a measurement (recorded with every result)."""
@@ -287,7 +298,8 @@ class AlignConfig:
 
     def __post_init__(self) -> None:
         self.prompt = PromptStyle.parse(self.prompt, "prompt", "prompt style")
-        self.optimizer = Optimizer.parse(self.optimizer, "optimizer", "optimizer")
+        if not _registered_optimizer(self.optimizer):
+            self.optimizer = Optimizer.parse(self.optimizer, "optimizer", "optimizer")
         self.schedule = Schedule.parse(self.schedule, "schedule", "schedule")
         self.loss = Loss.parse(self.loss, "loss", "loss")
         if self.steps < 1:
