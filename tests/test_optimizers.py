@@ -66,3 +66,27 @@ def test_registering_an_optimiser_is_one_function_and_one_line(monkeypatch):
     config = AlignConfig(country="CN", optimizer="one_plus_one")
     assert config.optimizer == "one_plus_one" and not config.gradient
     assert AlignConfig.from_dict(config.to_dict()) == config
+
+
+def test_align_runs_a_registered_optimiser(tmp_path, tiny_model, tiny_tokenizer, monkeypatch):
+    """The README's "Extending" example end to end: a registered optimiser runs a whole alignment, and its run
+    folder loads back."""
+    from culturealign.align import align
+    from culturealign.config import MeasureConfig, SoftPromptConfig
+    from culturealign.measure import Session
+    from culturealign.models import LoadedModel
+    from culturealign.runs import load_run
+
+    monkeypatch.setattr("culturealign.optimizers.OPTIMIZERS", dict(OPTIMIZERS))
+
+    @register_optimizer("pso")
+    def particle_swarm(dim, popsize):
+        return ng.families.ConfPSO(popsize=popsize)
+
+    measure = MeasureConfig(model="tiny", constants="zero", order="forward")
+    session = Session(measure, lm=LoadedModel(tiny_model, tiny_tokenizer, "tiny", "tiny"))
+    config = AlignConfig(country="CN", optimizer="pso", popsize=4, budget=8, measure=measure,
+                         soft=SoftPromptConfig(n_tokens=2, placement="suffix", subspace_dim=4))
+    record = align(config, tmp_path / "run", session=session)
+    assert record["status"] == "finished" and record["evaluations"] == 8 and record["config"]["optimizer"] == "pso"
+    assert load_run(tmp_path / "run")[1] == config
