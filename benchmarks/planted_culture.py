@@ -1,115 +1,271 @@
-"""A planted-culture model: a small transformer trained here to answer the 24 items like a country's respondents.
+"""A planted-culture model: a small transformer trained here to answer the 24 items like simulated respondents of a
+country whose six published scores it is told in text. Countries are held out: the benchmarks align only to them.
 
-Told a country (the persona prompt), it answers each item with a distribution whose mean gives that country's
-published indices (up to the shared constants); untold (the naive prompt), it answers like the mean of the
-reference countries. A soft prompt can therefore reach any trained country's profile: loss 0 is attainable,
-and an optimiser's sample efficiency can be measured. Used by benchmarks/optimizers.py.
+The data (all synthetic at the item level, built from the published six-dimension scores):
 
-Usage (trains, about 5 min on 2 cores, caches, reports fit): python benchmarks/planted_culture.py [--steps 2000]
+- **Respondent model.** A country (or any six-score profile s) has item means mu(s) = 3 + W+ (s - C) + N A (s - C) / sd:
+  the minimum-norm means whose index formulas give exactly s under the constants C (W+ the pseudo-inverse of the
+  6 x 24 index formulas, C the mean profile of the training countries), plus a part in the 18-dimensional null space
+  of the formulas (a fixed random linear map A of the standardised scores; it changes no index) that makes countries
+  differ clearly on every item, like real surveys, where countries differ along a few latent factors. Each of N
+  simulated respondents answers item i with round(mu' + lambda f + e), clipped to 1..5, where f is the
+  respondent's own trait (shared across items), e item noise and mu' the latent mean whose rounded answers have mean
+  mu(s). The sample's answers are then nudged (the fewest respondents moved by one step) so that every item's
+  empirical mean is within 1/(2N) of mu(s). The targets are the respondents' empirical answer distributions.
+- **Conditioning on what a prompt can carry.** The model is told the six scores as text,
+  "PDI 80, IDV 20, MAS 66, UAI 30, LTO 87, IVR 24", never a country name, in one of three positions: the system
+  prompt, the user turn before the item, or the user turn after it (where a suffix soft prompt sits). Untold (no
+  conditioning text) it answers like the pooled respondents of all training countries (the reference-mean
+  predictor). The tokenizer reads each stated score ("PDI 80") as one token whose embedding is linear in the score
+  (``score_embedding_rows``), so a score never trained on still means something, and the 2-layer model reads the
+  scores in one attention hop. With the digits as separate tokens it did not learn to read them in 1500 steps
+  (cross-entropy stayed at the level of a model that ignores the text, also with an auxiliary "What is your PDI
+  score?" task), because reading a digit's dimension takes a two-hop circuit.
+- **Held-out countries.** Of the 66 countries with all six scores, the four paper countries (U.S.A., China, India,
+  Saudi Arabia) and four more drawn at random are held out; the other 58 and 300 synthetic profiles (drawn from the
+  training countries' mean and covariance, none within 30 L1 points of a held-out country) are trained on.
 
-What makes it learnable: (1) the countries' item means differ by an SD of about 0.6 (planted_means); (2) auxiliary
-rows ask "Which country are you from?" and teach the model to find the country in the system prompt; (3) options are
-listed in one order only (ORDER). Without (1) or (3) the model stays at the item average (persona loss = naive loss
-after 1500-2000 steps); (2) makes the country readable within 100 steps. With all three, 2000 steps of batch 32 reach
-the targets' entropy (cross-entropy 0.462 vs floor 0.461) and the persona prompt reproduces each country's indices
-to within 1 point of L1 loss, while the naive prompt sits at the reference mean (BENCHMARKS.md).
+Usage (trains once, about 5 min single-threaded, caches; reports the fit and writes BENCHMARKS.md):
+    python benchmarks/planted_culture.py [--steps N] [--no-write]
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
+import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from culturealign.constants import REFERENCE_COUNTRIES
-from culturealign.instrument import Questionnaire
+from culturealign.instrument import DIMENSIONS, N_ITEMS, N_OPTIONS, Questionnaire
 from culturealign.models import LoadedModel, cache_dir
-from culturealign.prompts import LABELS, PromptConfig, build_rows, system_message
+from culturealign.prompts import LABELS, SurveyRow, render_chat, user_message
 from culturealign.scoring import SurveyScorer
-from culturealign.targets import lookup
+from culturealign.targets import all_countries, lookup
 from culturealign.toymodels import make_model, make_tokenizer
 
 PAPER_COUNTRIES = ("U.S.A.", "China", "India", "Saudi Arabia")
-PLANTED_COUNTRIES = tuple(dict.fromkeys(REFERENCE_COUNTRIES + PAPER_COUNTRIES))
+N_EXTRA_HELD_OUT = 4          # held out besides the paper countries, drawn at random
+N_SYNTHETIC = 300             # synthetic training profiles
+SYNTHETIC_MIN_L1 = 30.0       # no synthetic profile within this L1 distance of a held-out country
+N_RESPONDENTS = 500
+SPREAD = 0.5                  # SD of the countries' item means from the latent factors, before the range shrink
+STYLE = 0.5                   # SD across countries of the response style (a shift of every item)
+BASELINE = 0.5                # SD across items of the untold item means
+TRAIT, NOISE = 0.25, 0.35      # respondent model: SD of the respondent's trait and of the item noise (latent scale)
+POSITIONS = ("system", "before", "after")
+ORDER = "forward"  # options listed A..E as 1..5 only: see the module docstring of BENCHMARKS.md's planted section
+NEUTRAL_TEXT = "Please answer the following question."
+RECIPE_VERSION = 4
 
 
-def two_point(mean: float) -> np.ndarray:
-    """The distribution on 1..5 with the given mean and all mass on the two nearest answers (low entropy, so a
-    country's answers differ sharply from another's and the model has a strong signal to learn)."""
-    lower = int(np.clip(np.floor(mean), 1, 4))
-    p = np.zeros(5)
-    p[lower - 1], p[lower] = lower + 1 - mean, mean - lower
-    return p
+def six_dimension_countries() -> list[str]:
+    return [c.name for c in all_countries() if all(d in c.scores for d in DIMENSIONS)]
 
 
-def planted_means(questionnaire: Questionnaire, seed: int = 0, spread: float = 0.6) -> dict[str | None, np.ndarray]:
-    """Item means per country whose raw indices are exactly (published - reference mean); None: the untold model.
-
-    The indices fix only 6 of the 24 degrees of freedom. The minimum-norm means alone differ between countries by
-    0.1-0.2 per item, too little for a small model to learn the country from. So each country also gets a part in the
-    18-dimensional null space of the index formulas (item patterns that leave every index unchanged): a fixed random
-    linear map of its standardised index deviations, scaled so the countries' item means differ by an SD of about
-    ``spread``. Like real survey data, the countries then differ along a few latent factors.
-    """
-    w = questionnaire.weight_matrix()
-    published = {lookup(c).name: lookup(c).vector() for c in PLANTED_COUNTRIES}
-    reference = np.mean([lookup(c).vector() for c in REFERENCE_COUNTRIES], axis=0)
-    deviations = np.array([s - reference for s in published.values()])           # (countries, 6)
-    exact = deviations @ np.linalg.pinv(w).T                                      # (countries, 24), minimum norm
-    null = np.linalg.svd(w)[2][len(w):].T                                         # (24, 18)
-    latent = deviations / deviations.std(axis=0)
-    extra = latent @ (null @ np.random.default_rng(seed).normal(size=(null.shape[1], w.shape[0]))).T
-    extra *= spread / extra.std(axis=0).mean()
-    extra *= min(1.0, 1.85 / np.abs(exact + extra).max())                         # keep means inside [1.15, 4.85]
-    means: dict[str | None, np.ndarray] = {None: np.full(24, 3.0)}  # untold: raw indices 0 = the reference mean
-    means.update({c: 3.0 + exact[i] + extra[i] for i, c in enumerate(published)})
-    return means
+def split(seed: int = 0) -> tuple[list[str], list[str]]:
+    """(training countries, held-out countries): the paper's four and N_EXTRA_HELD_OUT random others held out."""
+    names = six_dimension_countries()
+    paper = [lookup(c).name for c in PAPER_COUNTRIES]
+    rest = [n for n in names if n not in paper]
+    extra = [str(x) for x in np.random.default_rng(seed).choice(rest, N_EXTRA_HELD_OUT, replace=False)]
+    held = paper + sorted(extra)
+    return [n for n in names if n not in held], held
 
 
-ORDER = "forward"  # options listed 1..5 only: with both orders the small model does not learn which way round it is
-                  # and answers symmetrically (mass on B and D alike), so order-balanced means stay at 3
+def scores_text(scores) -> str:
+    """The conditioning text: the six scores, rounded to integers, in the canonical order."""
+    return ", ".join(f"{d} {int(round(float(v)))}" for d, v in zip(DIMENSIONS, scores))
 
 
-def planted_session(lm: LoadedModel):
-    """The measurement session for the planted model: its own option order, anchored constants."""
-    from culturealign.measure import MeasureConfig, Session
+class RespondentModel:
+    """Item means and simulated respondents for any six-score profile (see the module docstring)."""
 
-    return Session(MeasureConfig(model=lm.resolved_path, constants="anchored", order=ORDER), lm=lm)
+    def __init__(self, questionnaire: Questionnaire, constants: np.ndarray, seed: int = 0, spread: float = SPREAD):
+        self.q, self.constants = questionnaire, np.asarray(constants, dtype=float)
+        w = questionnaire.weight_matrix()
+        self.pinv = np.linalg.pinv(w)                                               # (24, 6)
+        null = np.linalg.svd(w)[2][len(w):].T                                       # (24, 18)
+        world = np.array([lookup(n).vector() for n in six_dimension_countries()])  # every real country
+        self.sd = world.std(axis=0)
+        rng = np.random.default_rng(seed)
+        self.mix = null @ rng.normal(size=(null.shape[1], len(w)))                  # (24, 6)
+        self.mix *= spread / self._extra(world).std(axis=0).mean()
+        # a response style (acquiescence): every item shifts with a fixed linear function of the scores; the
+        # all-ones vector is in the null space (each formula's weights sum to zero), so no index changes
+        self.style = rng.normal(size=len(w))
+        self.style *= STYLE / (((world - self.constants) / self.sd) @ self.style).std()
+        # items differ in their mean answer (a null-space baseline: the mean profile's indices stay C)
+        self.baseline = null @ rng.normal(size=null.shape[1])
+        self.baseline *= BASELINE / self.baseline.std()
+        dev = np.abs(self.means(world) - 3.0 - self.exact(world)).max()
+        room = 1.9 - np.abs(self.exact(world)).max()
+        shrink = min(1.0, room / dev) if dev > 0 else 1.0                             # real countries in [1.1, 4.9]
+        self.mix, self.style, self.baseline = self.mix * shrink, self.style * shrink, self.baseline * shrink
+
+    def exact(self, scores: np.ndarray) -> np.ndarray:
+        return (np.atleast_2d(scores) - self.constants) @ self.pinv.T
+
+    def _extra(self, scores: np.ndarray) -> np.ndarray:
+        z = (np.atleast_2d(scores) - self.constants) / self.sd
+        out = z @ self.mix.T
+        if hasattr(self, "style"):
+            out = out + (z @ self.style)[:, None] + self.baseline
+        return out
+
+    def means(self, scores) -> np.ndarray:
+        """``(n, 6)`` profiles -> ``(n, 24)`` item means whose indices under the constants are the profiles."""
+        return 3.0 + self.exact(scores) + self._extra(scores)
+
+    def respondents(self, scores, n: int = N_RESPONDENTS, seed: int = 0) -> np.ndarray:
+        """``(n, 24)`` answers 1..5 of ``n`` simulated respondents of one profile; item means within 1/(2n) of
+        :meth:`means`."""
+        mu = self.means(scores)[0]
+        if mu.min() < 1 or mu.max() > 5:
+            raise ValueError("profile outside the respondent model's range (item means must lie in 1..5)")
+        rng = np.random.default_rng(seed)
+        latent_mean = latent_for_mean(mu, float(np.hypot(TRAIT, NOISE)))
+        z = latent_mean + TRAIT * rng.normal(size=(n, 1)) + NOISE * rng.normal(size=(n, N_ITEMS))
+        answers = np.clip(np.rint(z), 1, 5).astype(int)
+        for i in range(N_ITEMS):  # move the fewest respondents by one step to hit the mean
+            need = int(round(mu[i] * n)) - int(answers[:, i].sum())
+            step = np.sign(need)
+            if step == 0:
+                continue
+            movable = np.nonzero(answers[:, i] < 5 if step > 0 else answers[:, i] > 1)[0]
+            closeness = (z[movable, i] - answers[movable, i]) * step   # nearest to rounding the other way first
+            chosen = movable[np.argsort(-closeness)[:abs(need)]]
+            answers[chosen, i] += step
+        return answers
 
 
-def training_rows(tokenizer, questionnaire, labels: str = "letters"):
+def latent_for_mean(mu: np.ndarray, tau: float) -> np.ndarray:
+    """The latent means m with E[clip(round(m + tau Z), 1, 5)] = mu (bisection; the map is increasing)."""
+    from scipy.stats import norm
+
+    lo, hi = np.full_like(mu, -3.0), np.full_like(mu, 9.0)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        mean = 1 + sum(norm.cdf((mid - k - 0.5) / tau) for k in range(1, 5))
+        lo, hi = np.where(mean < mu, mid, lo), np.where(mean < mu, hi, mid)
+    return (lo + hi) / 2
+
+
+def distribution(answers: np.ndarray) -> np.ndarray:
+    """``(n, 24)`` answers -> ``(24, 5)`` empirical answer distributions."""
+    return np.stack([np.bincount(answers[:, i] - 1, minlength=N_OPTIONS) / len(answers) for i in range(N_ITEMS)])
+
+
+def synthetic_profiles(train: np.ndarray, held: np.ndarray, model: RespondentModel, n: int, seed: int) -> np.ndarray:
+    """``n`` integer profiles from the training countries' mean and covariance, in the respondent model's range and
+    at least SYNTHETIC_MIN_L1 from every held-out country."""
+    rng = np.random.default_rng(seed + 1)
+    mean, cov = train.mean(axis=0), np.cov(train.T)
+    out = []
+    while len(out) < n:
+        s = np.clip(np.rint(rng.multivariate_normal(mean, cov)), 0, 120)
+        mu = model.means(s)[0]
+        if mu.min() < 1.1 or mu.max() > 4.9 or np.abs(held - s).sum(axis=1).min() < SYNTHETIC_MIN_L1:
+            continue
+        out.append(s)
+    return np.array(out)
+
+
+def conditioned_rows(questionnaire: Questionnaire, tokenizer, text: str | None, position: str = "system",
+                     labels: str = "letters") -> list[SurveyRow]:
+    """The 24 survey rows (options in ORDER) with ``text`` in the system prompt, or in the user turn before or
+    after the item; ``text`` None: the untold model (the naive prompt)."""
+    if position not in POSITIONS:
+        raise ValueError(f"position must be one of {POSITIONS}")
+    rows = []
+    for item in questionnaire.items:
+        user = user_message(item, LABELS[labels], ORDER == "reverse")
+        system = None
+        if text is not None:
+            if position == "system":
+                system = text
+            elif position == "before":
+                user = f"{text}\n\n{user}"
+            else:
+                user = f"{user}\n\n{text}"
+        head, tail = render_chat(tokenizer, system, user)
+        rows.append(SurveyRow(item.id, ORDER == "reverse", head, tail))
+    return rows
+
+
+@dataclass
+class PlantedWorld:
+    """Everything the planted model is trained on and measured against (deterministic given the seed)."""
+
+    train: list[str]
+    held_out: list[str]
+    constants: np.ndarray
+    respondent_model: RespondentModel
+    synthetic: np.ndarray
+
+    @classmethod
+    def build(cls, seed: int = 0, n_synthetic: int = N_SYNTHETIC) -> "PlantedWorld":
+        train, held = split(seed)
+        q = Questionnaire.builtin()
+        constants = np.mean([lookup(c).vector() for c in train], axis=0)
+        model = RespondentModel(q, constants, seed)
+        synthetic = synthetic_profiles(np.array([lookup(c).vector() for c in train]),
+                                       np.array([lookup(c).vector() for c in held]), model, n_synthetic, seed)
+        return cls(train, held, constants, model, synthetic)
+
+    def profiles(self) -> list[tuple[str, np.ndarray]]:
+        """The training profiles: (name, scores) of the training countries, then the synthetic ones."""
+        return ([(c, lookup(c).vector()) for c in self.train]
+                + [(f"synthetic-{i}", s) for i, s in enumerate(self.synthetic)])
+
+    def target(self, name: str, scores, seed: int) -> np.ndarray:
+        """The ``(24, 5)`` empirical distribution of a profile's simulated respondents."""
+        key = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
+        return distribution(self.respondent_model.respondents(scores, seed=seed * 1_000_003 + key))
+
+    def untold_target(self, seed: int) -> np.ndarray:
+        """Pooled respondents of every training country (means = the mean profile's = 3 on every item)."""
+        return np.mean([self.target(c, lookup(c).vector(), seed) for c in self.train], axis=0)
+
+
+def training_data(world: PlantedWorld, tokenizer, seed: int = 0, untold_share: float = 0.05):
+    """Survey rows and their target distributions (listed order): every profile in every position, plus the untold
+    rows repeated to make up about ``untold_share`` of the rows."""
+    q = Questionnaire.builtin()
     rows, targets = [], []
-    for country, mu in planted_means(questionnaire).items():
-        style = "naive" if country is None else "persona"
-        cfg = PromptConfig(style, labels=labels, order=ORDER)
-        for row in build_rows(questionnaire, tokenizer, cfg, lookup(country) if country else None):
-            p = two_point(mu[row.item - 1])
-            rows.append(row)
-            targets.append(p[::-1] if row.reversed else p)  # listed order
+    for name, scores in world.profiles():
+        dist = world.target(name, scores, seed)
+        text = scores_text(scores)
+        for position in POSITIONS:
+            for row in conditioned_rows(q, tokenizer, text, position):
+                rows.append(row)
+                targets.append(dist[row.item - 1][::-1] if row.reversed else dist[row.item - 1])
+    untold = world.untold_target(seed)
+    copies = max(1, int(untold_share * len(rows) / N_ITEMS))
+    for row in conditioned_rows(q, tokenizer, None) * copies:
+        rows.append(row)
+        targets.append(untold[row.item - 1][::-1] if row.reversed else untold[row.item - 1])
     return rows, np.array(targets)
 
 
-AUX_QUESTIONS = ("Which country are you from?", "Where are you from?", "What is your country?")
+SCORE_VALUES = range(0, 121)
 
 
-def country_questions(tokenizer, questionnaire) -> tuple[list[list[int]], list[int]]:
-    """Auxiliary rows through the same template: persona system prompt, 'Which country are you from?', and the
-    country's name (one token) as the answer. They teach the small model to find the country in the system prompt;
-    without them 1500 steps leave it at the item average, with persona answers equal to the naive ones."""
-    ids, answers = [], []
-    for c in PLANTED_COUNTRIES:
-        target = lookup(c)
-        for question in AUX_QUESTIONS:
-            messages = [{"role": "system", "content": system_message("persona", target, questionnaire)},
-                        {"role": "user", "content": question}]
-            ids.append(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                     return_dict=False))
-            answers.append(tokenizer.convert_tokens_to_ids(target.name))
-    return ids, answers
+def score_tokens() -> list[str]:
+    """The tokenizer's added tokens "PDI 0" ... "IVR 120": each stated score is one token (dimension-major order)."""
+    return [f"{d} {v}" for d in DIMENSIONS for v in SCORE_VALUES]
+
+
+def score_embedding_rows(base: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
+    """The embedding rows of :func:`score_tokens`: ``base[d] + (v - 60) / 30 * slope[d]`` for dimension d and
+    score v, ``(6 * 121, hidden)``. Linear in the score, so a score never seen in training (a held-out country's)
+    still has a meaningful embedding."""
+    values = (torch.tensor(list(SCORE_VALUES), dtype=base.dtype) - 60.0) / 30.0
+    return (base[:, None, :] + values[None, :, None] * slope[:, None, :]).reshape(-1, base.shape[1])
 
 
 def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -122,84 +278,184 @@ def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return input_ids, mask, (mask.cumsum(1) - 1).clamp(min=0)
 
 
-def train_planted(steps: int = 2000, hidden: int = 64, layers: int = 2, seed: int = 0, lr: float = 3e-3,
-                  verbose: bool = True) -> LoadedModel:
-    """Train (or load from the cache) the planted-culture model: a Llama of ``layers`` x ``hidden`` with a BPE
-    tokenizer in which each country name is one token, trained on the survey rows (cross-entropy against the planted
-    answer distributions, over the full vocabulary) plus the country questions."""
-    recipe = [steps, hidden, layers, seed, lr, PLANTED_COUNTRIES, ORDER, 7]
-    key = hashlib.sha256(json.dumps(recipe).encode()).hexdigest()[:12]
+DEFAULT_TRAINING = dict(steps=2500, hidden=64, layers=2, seed=0, lr=3e-3, batch=32)
+
+
+def recipe_key(**settings) -> tuple[dict, str]:
+    recipe = {**DEFAULT_TRAINING, **settings, "n_synthetic": N_SYNTHETIC, "respondents": N_RESPONDENTS,
+              "spread": SPREAD, "style": STYLE, "baseline": BASELINE, "trait": TRAIT, "noise": NOISE, "positions": POSITIONS, "order": ORDER,
+              "extra_held_out": N_EXTRA_HELD_OUT, "min_l1": SYNTHETIC_MIN_L1, "version": RECIPE_VERSION}
+    return recipe, hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def train_planted(verbose: bool = True, **settings) -> LoadedModel:
+    """Train (or load from the cache, keyed by a hash of every setting) the planted-culture model: a Llama of
+    ``layers`` x ``hidden`` with a BPE tokenizer (digits are single tokens), trained by cross-entropy against the
+    respondents' answer distributions over the full vocabulary. The folder also holds ``planted.json`` (the split,
+    the constants, the training log) and ``constants.json`` (the constants C, for ``--constants``)."""
+    recipe, key = recipe_key(**settings)
     folder = cache_dir() / "planted" / key
-    q = Questionnaire.builtin()
-    if (folder / "config.json").is_file():
+    if (folder / "config.json").is_file() and (folder / "planted.json").is_file():
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         return LoadedModel(AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder),
                            f"planted-culture-{key}", str(folder))
-    names = [lookup(c).name for c in PLANTED_COUNTRIES]
-    tokenizer = make_tokenizer(extra_text=[f"You are a person from {n}." for n in names] * 3, vocab_size=2000)
-    tokenizer.add_tokens(names)
-    model = make_model(tokenizer, seed=seed, hidden=hidden, layers=layers, heads=4, head_scale=1.0, mlp_ratio=4)
-    rows, targets = training_rows(tokenizer, q)
+    steps, seed, lr, batch = recipe["steps"], recipe["seed"], recipe["lr"], recipe["batch"]
+    torch.manual_seed(seed)
+    world = PlantedWorld.build(seed)
+    tokenizer = make_tokenizer(extra_text=[NEUTRAL_TEXT] * 3, vocab_size=2000)
+    first_score_id = len(tokenizer)
+    tokenizer.add_tokens(score_tokens())
+    model = make_model(tokenizer, seed=seed, hidden=recipe["hidden"], layers=recipe["layers"], heads=4,
+                       head_scale=1.0, mlp_ratio=4)
+    rows, targets = training_data(world, tokenizer, seed)
     scorer = SurveyScorer(model, tokenizer, rows, LABELS["letters"])
     survey = left_pad([h + t for h, t in zip(scorer.head_ids, scorer.tail_ids)], tokenizer.pad_token_id)
-    aux_ids, aux_answers = country_questions(tokenizer, q)
-    aux = left_pad(aux_ids, tokenizer.pad_token_id)
-    target, aux_target = torch.tensor(targets, dtype=torch.float32), torch.tensor(aux_answers)
+    target = torch.tensor(targets, dtype=torch.float32)
     option_ids = torch.tensor(scorer.option_ids)
+    embedding = model.get_input_embeddings()
+    scale = float(embedding.weight.std())
+    gen = torch.Generator().manual_seed(seed)
+    score_base = torch.nn.Parameter(torch.randn(len(DIMENSIONS), recipe["hidden"], generator=gen) * scale)
+    score_slope = torch.nn.Parameter(torch.randn(len(DIMENSIONS), recipe["hidden"], generator=gen) * scale)
 
-    def last_logits(inputs, batch=slice(None)):
+    def weights() -> torch.Tensor:
+        return torch.cat([embedding.weight[:first_score_id], score_embedding_rows(score_base, score_slope)])
+
+    def last_logits(batch, inputs=survey):
         ids, mask, positions = (x[batch] for x in inputs)
-        return model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits[:, -1]
+        keep = mask.sum(0) > 0   # drop columns that are padding in every row of the batch
+        ids, mask, positions = ids[:, keep], mask[:, keep], positions[:, keep]
+        embeds = torch.nn.functional.embedding(ids, weights())
+        return model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits[:, -1]
 
     model.train()
     for p in model.parameters():
         p.requires_grad_(True)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    opt = torch.optim.AdamW([*model.parameters(), score_base, score_slope], lr=lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
-    gen = torch.Generator().manual_seed(seed)
-    start = time.time()
+    start, log = time.time(), []
     for step in range(steps):
-        batch = torch.randperm(len(rows), generator=gen)[:32]
-        logp = torch.log_softmax(last_logits(survey, batch), -1)[:, option_ids]
-        loss = -(target[batch] * logp).sum(-1).mean()  # over the full vocabulary: mass goes to the options
-        aux_loss = torch.nn.functional.cross_entropy(last_logits(aux), aux_target)
+        idx = torch.randint(0, len(rows), (batch,), generator=gen)
+        logp = torch.log_softmax(last_logits(idx), -1)[:, option_ids]
+        loss = -(target[idx] * logp).sum(-1).mean()  # over the full vocabulary: mass goes to the options
         opt.zero_grad()
-        (loss + aux_loss).backward()
+        loss.backward()
         opt.step()
         schedule.step()
-        if verbose and (step % 250 == 0 or step == steps - 1):
-            print(f"step {step}: survey cross-entropy {loss.item():.3f}, country question {aux_loss.item():.3f} "
-                  f"({time.time() - start:.0f} s)", flush=True)
+        if step % 250 == 0 or step == steps - 1:
+            log.append({"step": step, "cross_entropy": loss.item(), "seconds": time.time() - start})
+            if verbose:
+                print(f"step {step}: survey cross-entropy {loss.item():.3f} ({time.time() - start:.0f} s)", flush=True)
+    with torch.no_grad():
+        embedding.weight.copy_(weights())   # the score tokens' rows, linear in the score, into the saved model
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    if verbose:
-        with torch.no_grad():
-            logp = torch.cat([torch.log_softmax(last_logits(survey, slice(i, i + 96)), -1)[:, option_ids]
-                              for i in range(0, len(rows), 96)])
-        entropy = -(target * torch.log(target.clamp(min=1e-12))).sum(-1).mean()
-        print(f"survey cross-entropy on all rows {-(target * logp).sum(-1).mean():.3f} "
-              f"(the targets' entropy, the floor: {entropy:.3f})")
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    entropy = float(-(target * torch.log(target.clamp(min=1e-12))).sum(-1).mean())
+    info = {"recipe": recipe, "train": world.train, "held_out": world.held_out,
+            "constants": dict(zip(DIMENSIONS, map(float, world.constants))), "rows": len(rows),
+            "training_seconds": time.time() - start, "threads": torch.get_num_threads(), "log": log,
+            "target_entropy": entropy}
+    folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    (folder / "constants.json").write_text(json.dumps(info["constants"]))
+    (folder / "planted.json").write_text(json.dumps(info, indent=1))
     return LoadedModel(model, tokenizer, f"planted-culture-{key}", str(folder))
 
 
+def planted_info(lm: LoadedModel) -> dict:
+    return json.loads((Path(lm.resolved_path) / "planted.json").read_text())
+
+
+def planted_session(lm: LoadedModel):
+    """The measurement session for the planted model: its option order and its constants C (the training
+    countries' mean profile, from the model folder's constants.json)."""
+    from culturealign.measure import MeasureConfig, Session
+
+    return Session(MeasureConfig(model=lm.resolved_path, constants=str(Path(lm.resolved_path) / "constants.json"),
+                                 order=ORDER), lm=lm)
+
+
+def hard_prompt_losses(session, country: str) -> dict[str, float]:
+    """L1 loss of the prompt that states the country's scores, in each training position (and untold)."""
+    target = lookup(country)
+    objective = session.objective(target)
+    lm, q = session.lm, session.questionnaire
+    out = {}
+    for position in ("untold", *POSITIONS):
+        text = None if position == "untold" else scores_text(target.vector())
+        rows = conditioned_rows(q, lm.tokenizer, text, "system" if text is None else position)
+        probs = SurveyScorer(lm.model, lm.tokenizer, rows, LABELS["letters"]).score().probs[0]
+        out[position] = float(objective.loss((probs @ np.arange(1, 6))[None])[0])
+    return out
+
+
+def respondent_floor(session, world: PlantedWorld, country: str, seed: int = 0) -> float:
+    """L1 loss of the respondents' own empirical distributions: the best a model trained on them can do."""
+    target = lookup(country)
+    dist = world.target(target.name, target.vector(), seed)
+    return float(session.objective(target).loss((dist @ np.arange(1, 6))[None])[0])
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=2000)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=DEFAULT_TRAINING["steps"])
+    ap.add_argument("--no-write", action="store_true", help="print only, leave BENCHMARKS.md alone")
     args = ap.parse_args()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     start = time.time()
-    lm = train_planted(args.steps)
+    settings = {} if args.steps == DEFAULT_TRAINING["steps"] else {"steps": args.steps}
+    lm = train_planted(**settings)
+    info = planted_info(lm)
     print(f"trained/loaded in {time.time() - start:.0f} s: {lm.resolved_path}")
     session = planted_session(lm)
-    for c in PAPER_COUNTRIES:
-        t = lookup(c)
-        rec = {s: session.measure(t, s)["loss"] for s in ("naive", "persona")}
-        print(f"{t.name}: naive {rec['naive']:.1f}  persona {rec['persona']:.1f}  "
-              f"reference mean {session.objective(t).reference_mean_loss():.1f}")
+    world = PlantedWorld.build(info["recipe"]["seed"])
+    lines = ["| country | split | untold (naive) | scores in system prompt | scores before the item | "
+             "scores after the item | respondents (floor) | reference mean |", "|---|---|---|---|---|---|---|---|"]
+    shown = [(c, "held out") for c in world.held_out] + [(c, "training") for c in world.train[:4]]
+    best, reference = {}, {}
+    for c, kind in shown:
+        reference[c] = session.objective(lookup(c)).reference_mean_loss()
+        h = hard_prompt_losses(session, c)
+        best[c] = min(h[p] for p in POSITIONS)
+        lines.append(f"| {c} | {kind} | {h['untold']:.1f} | {h['system']:.1f} | {h['before']:.1f} | {h['after']:.1f} | "
+                     f"{respondent_floor(session, world, c):.2f} | "
+                     f"{session.objective(lookup(c)).reference_mean_loss():.1f} |")
+        print(lines[-1], flush=True)
+    held = [c for c, k in shown if k == "held out"]
+    log = info["log"]
+    body = (f"### The planted-culture model\n\nCommand: `{_command()}` ({info['training_seconds']:.0f} s of training "
+            f"with {info['threads']} thread(s), then cached)  \nMachine: {_machine()}\n\n"
+            f"{info['rows']} training rows ({len(world.train)} countries and {len(world.synthetic)} synthetic "
+            f"profiles x 24 items x 3 positions, plus untold rows), {info['recipe']['steps']} steps of batch "
+            f"{info['recipe']['batch']}; final batch cross-entropy {log[-1]['cross_entropy']:.3f} against the targets' "
+            f"entropy {info['target_entropy']:.3f} (the floor). Held out: {', '.join(world.held_out)}. L1 loss "
+            f"(index points) under the planted constants C (the training countries' mean profile).\n\n"
+            + "\n".join(lines) + f"\n\nA prompt stating a held-out country's scores (best of the three positions) "
+            f"reaches a mean L1 loss of {np.mean([best[c] for c in held]):.1f} (worst {max(best[c] for c in held):.1f}), "
+            f"against {np.mean([reference[c] for c in held]):.1f} for the reference-mean predictor: the model reads "
+            "the scores and generalises to countries it never saw, but maps them to answers only coarsely; the same "
+            "holds for training countries. Whether a held-out profile is reachable at all is shown by the soft "
+            "prompts below.")
+    print(body)
+    if not args.no_write:
+        from common import write_section
+
+        write_section("planted", body)
+
+
+def _command() -> str:
+    from common import command
+
+    return command()
+
+
+def _machine() -> str:
+    from common import machine
+
+    return machine()
 
 
 if __name__ == "__main__":

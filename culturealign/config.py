@@ -282,7 +282,7 @@ class AlignConfig:
 
     country: str
     prompt: PromptStyle = PromptStyle.NAIVE  # the prompt style the soft prompt is trained with (and measured with)
-    optimizer: Optimizer = Optimizer.CMA     # CMA-ES; "de" is the paper's (BENCHMARKS.md: sample efficiency)
+    optimizer: Optimizer = Optimizer.ADAM    # gradients (BENCHMARKS.md); "cma" for backends without them, "de" the paper's
     popsize: int = 16
     budget: int = 320                  # candidate evaluations
     seed: int = 0
@@ -290,7 +290,7 @@ class AlignConfig:
     steps: int = 20                    # gradient steps
     lr: float = 0.01
     schedule: Schedule = Schedule.CONSTANT
-    loss: Loss = Loss.L1
+    loss: Loss = Loss.HUBER                  # ends lowest on the planted model (BENCHMARKS.md, defaults)
     huber_delta: float = 2.0           # index points
     checkpointing: bool = False
     soft: SoftPromptConfig = field(default_factory=SoftPromptConfig)

@@ -134,6 +134,9 @@ class Survey:
         tok, model = self.lm.tokenizer, self.lm.model
         counts = np.zeros((1, len(self.rows), N_OPTIONS))
         unparsed = np.zeros((1, len(self.rows)))
+        if soft_prompt is not None and soft_prompt.dim() == 3 and soft_prompt.shape[0] != 1:
+            raise CultureAlignError(f"sample mode answers with one soft prompt at a time, not a batch of "
+                                    f"{soft_prompt.shape[0]}: pass (n_tokens, hidden) or (1, n_tokens, hidden)")
         soft = soft_prompt[0] if soft_prompt is not None and soft_prompt.dim() == 3 else soft_prompt
         torch.manual_seed(seed)
         for r in range(len(self.rows)):

@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # --force: this demo folder is rewritten on every run of the quickstart (align never overwrites without it)
-.venv/bin/culturealign align --country CN --out runs/quickstart-cn --budget 32 --force
+.venv/bin/culturealign align --country CN --out runs/quickstart-cn --steps 12 --force
 .venv/bin/culturealign compare runs/quickstart-cn

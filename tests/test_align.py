@@ -28,7 +28,7 @@ def _session(tiny_model, tiny_tokenizer):
 def _config(seed=0, **kw):
     soft = SoftPromptConfig(n_tokens=kw.pop("n_tokens", 3), placement=kw.pop("placement", "suffix"),
                             space=kw.pop("space", "subspace"), subspace_dim=8, scale=kw.pop("scale", 2.0))
-    return AlignConfig(country="CN", popsize=4, budget=kw.pop("budget", 16), seed=seed, soft=soft,
+    return AlignConfig(country="CN", optimizer="cma", popsize=4, budget=kw.pop("budget", 16), seed=seed, soft=soft,
                        measure=MeasureConfig(model="tiny", constants="zero", order="forward"), **kw)
 
 
@@ -89,7 +89,7 @@ def _cli(*args, env):
 
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_model_dir):
     env = {**os.environ, "CULTUREALIGN_CACHE": str(tmp_path / "cache")}
-    common = ["align", "--country", "IN", "--model", tiny_model_dir, "--constants", "zero", "--order", "forward",
+    common = ["align", "--optimizer", "cma", "--country", "IN", "--model", tiny_model_dir, "--constants", "zero", "--order", "forward",
               "--popsize", "4", "--budget", "120", "--n-tokens", "2", "--subspace-dim", "8", "--seed", "5", "--json"]
     full = _cli(*common, "--out", tmp_path / "full", env=env)
     out_full, err = full.communicate(timeout=600)
@@ -174,7 +174,7 @@ def test_soft_prompt_errors_are_clear(tmp_path, tiny_model_dir):
 
 def test_compare_and_generate_with_a_run(tmp_path, tiny_model_dir):
     runner = CliRunner()
-    res = runner.invoke(app, ["align", "--country", "CN", "--out", str(tmp_path / "run"), "--model", str(tiny_model_dir),
+    res = runner.invoke(app, ["align", "--optimizer", "cma", "--country", "CN", "--out", str(tmp_path / "run"), "--model", str(tiny_model_dir),
                               "--constants", "zero", "--order", "forward", "--popsize", "4", "--budget", "8",
                               "--placement", "prefix", "--json"])
     assert res.exit_code == 0, res.output

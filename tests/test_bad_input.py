@@ -218,7 +218,7 @@ def test_nan_means_exit_2_not_nan_indices(tmp_path):
 
 # ---- dimensions in lower case, and the --dimensions hint ------------------------------------------------------------
 def test_align_accepts_lower_case_dimensions(tmp_path, tiny_model_dir):
-    res = succeeds("align", "--country", "Albania", "--dimensions", "lto,ivr", "--out", tmp_path / "run", "--model",
+    res = succeeds("align", "--optimizer", "cma", "--country", "Albania", "--dimensions", "lto,ivr", "--out", tmp_path / "run", "--model",
                    tiny_model_dir, "--constants", "zero", "--order", "forward", "--popsize", "4", "--budget", "4",
                    "--placement", "suffix", "--json")
     record = json.loads(res.stdout)

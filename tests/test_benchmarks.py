@@ -1,4 +1,5 @@
-"""The planted-culture benchmark's data: its answer means must give each country's published indices exactly."""
+"""The planted-culture benchmark's data: held-out countries, simulated respondents whose answers give each country's
+published indices, conditioning on the six scores in text (never a name) in every position, and honest runs."""
 from __future__ import annotations
 
 import sys
@@ -6,40 +7,200 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-import planted_culture as planted  # noqa: E402  (an import error is a failure, not a skip)
+import optimizers as bench  # noqa: E402  (an import error is a failure, not a skip)
+import planted_culture as planted  # noqa: E402
 
-from culturealign.constants import REFERENCE_COUNTRIES  # noqa: E402
-from culturealign.instrument import Questionnaire  # noqa: E402
-from culturealign.targets import lookup  # noqa: E402
+from culturealign.instrument import DIMENSIONS, Questionnaire  # noqa: E402
+from culturealign.measure import MeasureConfig, Session  # noqa: E402
+from culturealign.models import LoadedModel  # noqa: E402
+from culturealign.targets import all_countries, lookup  # noqa: E402
 
 
-def test_planted_means_reproduce_published_indices_under_reference_constants():
+@pytest.fixture(scope="module")
+def world():
+    return planted.PlantedWorld.build(0, n_synthetic=40)
+
+
+def test_split_holds_out_the_paper_countries_and_trains_on_the_rest():
+    train, held = planted.split(0)
+    six = [c.name for c in all_countries() if all(d in c.scores for d in DIMENSIONS)]
+    assert {lookup(c).name for c in planted.PAPER_COUNTRIES} <= set(held)
+    assert len(held) == len(planted.PAPER_COUNTRIES) + planted.N_EXTRA_HELD_OUT
+    assert not set(train) & set(held) and sorted(train + held) == sorted(six)
+    assert len(train) >= 50
+    assert planted.split(0) == (train, held) and planted.split(1)[1] != held  # seeded, and the seed matters
+
+
+def test_item_means_give_every_countrys_published_indices_under_the_constants(world):
     q = Questionnaire.builtin()
-    means = planted.planted_means(q)
-    reference = np.mean([lookup(c).vector() for c in REFERENCE_COUNTRIES], axis=0)
-    assert np.allclose(q.indices(means[None], reference), reference)  # untold: the reference mean
-    for country in planted.PLANTED_COUNTRIES:
-        mu = means[lookup(country).name]
-        assert np.allclose(q.indices(mu, reference), lookup(country).vector(), atol=1e-9)
-        assert 1.0 < mu.min() and mu.max() < 5.0
-    countries = np.array([m for c, m in means.items() if c is not None])
-    assert countries.std(axis=0).mean() > 0.4  # far enough apart for a small model to learn the country
+    rm = world.respondent_model
+    assert np.allclose(world.constants, np.mean([lookup(c).vector() for c in world.train], axis=0))
+    everyone = np.array([lookup(c).vector() for c in world.train + world.held_out])
+    means = rm.means(everyone)
+    assert np.allclose(q.indices(means, world.constants), everyone, atol=1e-9)
+    assert means.min() >= 1.1 - 1e-9 and means.max() <= 4.9 + 1e-9
+    assert means.std(axis=0).mean() > 0.3          # countries differ clearly on every item (null-space spread)
+    untold = rm.means(world.constants)[0]           # the mean profile: item baselines, indices exactly C
+    assert np.allclose(untold, 3.0 + rm.baseline) and untold.std() > 0.1
+    assert np.allclose(q.indices(untold, world.constants), world.constants)
+    shift = rm.means(world.constants + np.array([20, 0, 0, 0, 0, 0]))[0] - untold   # the response style moves
+    assert np.ptp(shift - shift.mean()) > 0 and abs(shift.mean()) > 0.01           # every item a little
 
 
-def test_two_point_distribution_has_the_mean_and_two_neighbouring_answers():
-    for mean in (1.05, 2.5, 3.0, 4.3, 4.95):
-        p = planted.two_point(mean)
-        assert p.sum() == pytest.approx(1) and p @ np.arange(1, 6) == pytest.approx(mean)
-        assert np.count_nonzero(p) <= 2 and np.ptp(np.nonzero(p)[0]) <= 1
+def test_respondents_answer_1_to_5_with_the_models_item_means(world):
+    scores = lookup("China").vector()
+    answers = world.respondent_model.respondents(scores, n=300, seed=3)
+    assert answers.shape == (300, 24) and answers.min() >= 1 and answers.max() <= 5
+    assert np.abs(answers.mean(axis=0) - world.respondent_model.means(scores)[0]).max() <= 1 / 600 + 1e-12
+    dist = planted.distribution(answers)
+    assert np.allclose(dist.sum(axis=1), 1) and (dist > 0).sum(axis=1).max() >= 2   # real spread of answers
+    again = world.respondent_model.respondents(scores, n=300, seed=4)
+    assert not np.array_equal(answers, again)       # a sample, not a formula
+    q = Questionnaire.builtin()
+    floor = np.abs(q.indices(dist @ np.arange(1, 6), world.constants) - scores).sum()
+    assert floor < 1.0                              # the respondents' own indices are within a point of published
 
 
-def test_country_questions_answer_with_the_country_token(tiny_tokenizer):
-    tok = planted.make_tokenizer(extra_text=["You are a person from China."])
-    names = [lookup(c).name for c in planted.PLANTED_COUNTRIES]
-    tok.add_tokens(names)
-    ids, answers = planted.country_questions(tok, Questionnaire.builtin())
-    assert len(ids) == len(answers) == len(names) * len(planted.AUX_QUESTIONS)
-    for seq, answer in zip(ids, answers):
-        assert answer in seq  # the answer is the country token named in the system prompt
+def test_synthetic_profiles_stay_away_from_held_out_countries(world):
+    held = np.array([lookup(c).vector() for c in world.held_out])
+    assert len(world.synthetic) == 40
+    for s in world.synthetic:
+        assert np.abs(held - s).sum(axis=1).min() >= planted.SYNTHETIC_MIN_L1
+        assert np.array_equal(s, np.rint(s))
+
+
+def test_scores_text_states_the_six_scores_and_no_name():
+    china = lookup("China")
+    assert planted.scores_text(china.vector()) == "PDI 80, IDV 20, MAS 66, UAI 30, LTO 87, IVR 24"
+    assert china.name not in planted.NEUTRAL_TEXT and not any(ch.isdigit() for ch in planted.NEUTRAL_TEXT)
+
+
+def test_conditioning_text_stands_in_each_position(tiny_tokenizer):
+    q = Questionnaire.builtin()
+    text = "PDI 80, IDV 20, MAS 66, UAI 30, LTO 87, IVR 24"
+    untold = planted.conditioned_rows(q, tiny_tokenizer, None)
+    assert len(untold) == 24 and all(text not in r.head for r in untold)
+    for position in planted.POSITIONS:
+        rows = planted.conditioned_rows(q, tiny_tokenizer, text, position)
+        assert [r.item for r in rows] == list(range(1, 25))
+        for row, plain in zip(rows, untold):
+            head = row.head
+            assert head.count(text) == 1 and row.tail == plain.tail
+            user_start = head.rindex("<|im_start|>user")
+            where = head.index(text)
+            if position == "system":
+                assert where < user_start
+            elif position == "before":
+                assert where > user_start and head.index(q.items[row.item - 1].text) > where
+            else:  # after the item: the end of the user's text, where a suffix soft prompt is placed
+                assert head.endswith(text) and head.index(q.items[row.item - 1].text) < where
+    with pytest.raises(ValueError):
+        planted.conditioned_rows(q, tiny_tokenizer, text, "middle")
+
+
+def test_training_data_never_shows_a_held_out_country_or_any_name(world, tiny_tokenizer):
+    rows, targets = planted.training_data(world, tiny_tokenizer)
+    heads = {r.head for r in rows}
+    texts = {planted.scores_text(lookup(c).vector()) for c in world.held_out}
+    names = [c.name for c in all_countries()]
+    for head in heads:
+        assert not any(t in head for t in texts)
+        assert not any(f" {n}" in head or f"\n{n}" in head for n in names if len(n) > 4)
+    q = Questionnaire.builtin()
+    positions = {"system": 0, "before": 0, "after": 0}
+    for row in rows:
+        if "PDI " not in row.head:
+            continue
+        user_start, where = row.head.rindex("<|im_start|>user"), row.head.index("PDI ")
+        item_at = row.head.index(q.items[row.item - 1].text)
+        positions["system" if where < user_start else "before" if where < item_at else "after"] += 1
+    assert len(set(positions.values())) == 1 and positions["system"] == len(world.profiles()) * 24
+    assert targets.shape == (len(rows), 5) and np.allclose(targets.sum(axis=1), 1)
+    untold = world.untold_target(0)
+    assert np.allclose(untold @ np.arange(1, 6), 3.0 + world.respondent_model.baseline, atol=1e-3)
+
+
+def test_each_stated_score_is_one_token_with_an_embedding_linear_in_the_score():
+    tok = planted.make_tokenizer()
+    tok.add_tokens(planted.score_tokens())
+    text = planted.scores_text(lookup("Slovak Rep").vector())        # PDI 104, MAS 100: three digits too
+    assert tok.tokenize(text)[::3] == text.split(", ")
+    assert len(planted.score_tokens()) == 6 * 121
+    base, slope = torch.randn(6, 8), torch.randn(6, 8)
+    rows = planted.score_embedding_rows(base, slope).view(6, 121, 8)
+    assert torch.allclose(rows[2, 60], base[2]) and torch.allclose(rows[2, 90] - rows[2, 60], slope[2])
+    assert torch.allclose(rows[:, 1:] - rows[:, :-1], (slope / 30)[:, None].expand(6, 120, 8), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def tiny_session(tmp_path_factory):
+    from culturealign.toymodels import make_model, make_tokenizer
+
+    tok = make_tokenizer()
+    folder = tmp_path_factory.mktemp("planted-like")
+    (folder / "constants.json").write_text('{"PDI": 60, "IDV": 45, "MAS": 50, "UAI": 65, "LTO": 50, "IVR": 50}')
+    lm = LoadedModel(make_model(tok, hidden=32), tok, "tiny", str(folder))
+    return planted.planted_session(lm)
+
+
+@pytest.mark.parametrize("init", ["neutral", "vocab", "random"])
+def test_runs_share_their_start_report_its_loss_and_draw_independently(tiny_session, tmp_path, init):
+    session = tiny_session
+    assert session.config.order == planted.ORDER and session.constants.kind == "file"
+    country = "China"
+    starts, first = {}, {}
+    for key in ("cma", "de-full", "random"):
+        res = bench.run_one(session, country, bench.METHODS[key], "prefix", init, 32, 0, tmp_path / key)
+        starts[key] = res["start"]
+        assert res["fe"][-1] == 32 and len(res["best"]) == 2
+        first[key] = res["best"][0]
+    assert len(set(np.round(list(starts.values()), 9))) == 1   # every method starts from the same point
+    # the start loss is the loss of z = 0 measured independently
+    from culturealign.softprompt import initial_embeddings
+
+    soft = bench.soft_config("prefix", init, "subspace")
+    p0 = initial_embeddings(soft, session.lm.model.get_input_embeddings(), session.lm.tokenizer, "China", 0)
+    expected = session.objective(lookup(country)).loss(session.survey("naive", lookup(country)).answer(
+        p0[None], "prefix").expected)[0]
+    assert starts["cma"] == pytest.approx(float(expected))
+    res = bench.run_one(session, country, bench.METHODS["adam"], "prefix", init, 9, 0, tmp_path / "adam")
+    assert res["start"] == pytest.approx(float(expected)) and res["fe"].tolist() == [3.0, 6.0, 9.0]
+    if init == "neutral":
+        assert res["best"][0] == pytest.approx(float(expected))  # Adam's first step evaluates the start itself
+
+
+def test_black_box_methods_of_one_seed_draw_different_first_generations(tiny_session, tmp_path):
+    from culturealign.align import AlignConfig, make_alignment
+
+    zs = {}
+    for key in ("de-full", "random"):
+        m = bench.METHODS[key]
+        soft = bench.soft_config("prefix", "neutral", "full")
+        cfg = AlignConfig(country="China", optimizer=m.optimizer, popsize=16, budget=32,
+                          seed=1000 * 0 + bench.OPTIMIZER_NUMBER[m.optimizer], soft=soft, measure=tiny_session.config)
+        zs[key] = make_alignment(cfg, tmp_path / key, session=tiny_session).optimizer.ask()
+    assert not np.allclose(zs["de-full"][1:], zs["random"][1:])
+
+
+def test_benchmarks_refuse_training_countries():
+    train, held = planted.split(0)
+    assert all(c not in train for c in held)
+    assert "China" in held and "Germany" in train
+
+
+def test_loss_at_reads_the_curve_and_falls_back_to_the_start():
+    curve = {"start": 100.0, "fe": np.array([16.0, 32.0]), "wall": np.array([1.0, 2.0]), "best": np.array([80.0, 60.0])}
+    assert bench.loss_at(curve, 0, "fe") == 100.0
+    assert bench.loss_at(curve, 20, "fe") == 80.0 and bench.loss_at(curve, 32, "fe") == 60.0
+    assert bench.loss_at(curve, 1.5, "wall") == 80.0
+
+
+def test_recipe_key_changes_with_every_setting():
+    _, base = planted.recipe_key()
+    assert planted.recipe_key()[1] == base
+    for change in ({"steps": 10}, {"hidden": 32}, {"lr": 1e-3}, {"seed": 1}):
+        assert planted.recipe_key(**change)[1] != base
+

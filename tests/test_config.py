@@ -26,9 +26,9 @@ CHOICES = [
     (PromptConfig, "labels", cfg.Labels, "digits", "letters"),
     (PromptConfig, "order", cfg.Order, "both", "forward"),
     (AlignConfig, "prompt", cfg.PromptStyle, "naive", "persona"),
-    (AlignConfig, "optimizer", cfg.Optimizer, "cma", "adam"),
+    (AlignConfig, "optimizer", cfg.Optimizer, "adam", "cma"),
     (AlignConfig, "schedule", cfg.Schedule, "constant", "cosine"),
-    (AlignConfig, "loss", cfg.Loss, "l1", "huber"),
+    (AlignConfig, "loss", cfg.Loss, "huber", "l1"),
 ]
 
 

@@ -23,7 +23,7 @@ def test_evaluate_culturalbench_cli(tiny_model_dir):
 
 
 def test_evaluate_robustness_cli(tmp_path, tiny_model_dir):
-    res = runner.invoke(app, ["align", "--country", "IN", "--out", str(tmp_path / "run"), "--model", str(tiny_model_dir),
+    res = runner.invoke(app, ["align", "--optimizer", "cma", "--country", "IN", "--out", str(tmp_path / "run"), "--model", str(tiny_model_dir),
                               "--constants", "zero", "--popsize", "4", "--budget", "8", "--json"])
     assert res.exit_code == 0, res.output
     run = json.loads((tmp_path / "run" / "run.json").read_text())

@@ -40,7 +40,7 @@ def _config():
     measure = MeasureConfig(model="tiny", constants="zero", order="forward")
     soft = SoftPromptConfig(n_tokens=2, subspace_dim=4)
     return ExperimentConfig(countries=["China", "U.S.A."], seeds=2, culturalbench_limit=2,
-                            align=AlignConfig(country="", popsize=4, budget=8, soft=soft, measure=measure))
+                            align=AlignConfig(country="", optimizer="cma", popsize=4, budget=8, soft=soft, measure=measure))
 
 
 def test_experiment_rows_summary_and_resume(tmp_path, tiny_model, tiny_tokenizer, one_thread):
@@ -133,7 +133,7 @@ def _history_rows(path: Path) -> int:
 def test_experiment_killed_inside_an_alignment_unit_resumes(tmp_path, tiny_model_dir, one_thread):
     exp = tmp_path / "exp"
     cli = [sys.executable, "-m", "culturealign.cli", "experiment"]
-    args = ["--countries", "CN,US", "--seeds", "1", "--budget", "40", "--popsize", "4", "--n-tokens", "2",
+    args = ["--countries", "CN,US", "--seeds", "1", "--optimizer", "cma", "--budget", "40", "--popsize", "4", "--n-tokens", "2",
             "--subspace-dim", "4", "--culturalbench-limit", "1", "--model", str(tiny_model_dir), "--constants", "zero",
             "--out", str(exp)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # torch on one thread, as the in-process reference run below

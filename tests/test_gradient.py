@@ -208,3 +208,10 @@ def test_reach_command(tmp_path, tiny_model_dir):
     assert list(out["dimensions"]) == ["IVR"] and out["dimensions"]["IVR"]["target"] is None
     assert json.loads((tmp_path / "r" / "reach.json").read_text())["dimensions"]["IVR"]["start"] == \
         out["dimensions"]["IVR"]["start"]
+
+
+def test_sample_mode_refuses_a_batch_of_prompts(tiny_model, tiny_tokenizer):
+    survey = _session(tiny_model, tiny_tokenizer, order="forward").survey("naive", None)
+    with pytest.raises(CultureAlignError, match="one soft prompt at a time"):
+        survey.sample(2, soft_prompt=torch.zeros(3, 2, 32))
+    assert survey.sample(1, soft_prompt=torch.zeros(1, 2, 32), max_new_tokens=2).probs.shape == (1, 24, 5)

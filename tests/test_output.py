@@ -13,7 +13,7 @@ runner = CliRunner()
 def test_progress_and_tables_are_whole_when_not_a_terminal(tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.setenv("COLUMNS", "60")  # even a narrow terminal on another stream does not cut a log
     res = runner.invoke(app, ["align", "--country", "IN", "--out", str(tmp_path / "run"), "--model", str(tiny_model_dir),
-                              "--constants", "zero", "--popsize", "4", "--budget", "8"])
+                              "--constants", "zero", "--optimizer", "cma", "--popsize", "4", "--budget", "8"])
     assert res.exit_code == 0, res.output
     # one plain line per generation, not a live bar cut at 80 columns ("3… evals", "0:… 0:…")
     lines = [line for line in res.output.splitlines() if line.startswith("gen ")]

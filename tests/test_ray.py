@@ -45,7 +45,7 @@ def _measure(model_dir) -> MeasureConfig:
 def _config(model_dir, budget: int = 8) -> ExperimentConfig:
     soft = SoftPromptConfig(n_tokens=2, subspace_dim=4)
     return ExperimentConfig(countries=["China", "U.S.A."], seeds=2, culturalbench_limit=2,
-                            align=AlignConfig(country="", popsize=4, budget=budget, soft=soft,
+                            align=AlignConfig(country="", optimizer="cma", popsize=4, budget=budget, soft=soft,
                                               measure=_measure(model_dir)))
 
 
