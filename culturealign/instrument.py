@@ -188,7 +188,20 @@ class Questionnaire:
         return means @ self.weight_matrix().T
 
     def indices(self, means: np.ndarray, constants: Sequence[float] | np.ndarray) -> np.ndarray:
-        """Indices with constants C added; ``means`` (..., 24), ``constants`` (6,) -> (..., 6)."""
+        """Indices with constants C added; ``means`` (..., 24), ``constants`` (6,) -> (..., 6).
+
+        The six columns are :data:`DIMENSIONS` (PDI, IDV, MAS, UAI, LTO, IVR); each index is a weighted sum of item
+        mean differences, plus its constant.
+
+        >>> import numpy as np
+        >>> q = Questionnaire.builtin()
+        >>> means = np.full((2, 24), 3.0)                  # (P, 24) item means on the 1-5 scale
+        >>> q.indices(means, np.zeros(6)).shape             # (P, 6)
+        (2, 6)
+        >>> means[0, 6] = 2.0                               # item 7 enters PDI with weight 35: 35 * (2 - 3)
+        >>> q.indices(means, [10, 0, 0, 0, 0, 0])[:, 0].tolist()
+        [-25.0, 10.0]
+        """
         return self.raw_indices(means) + np.asarray(constants, dtype=float)
 
 

@@ -22,6 +22,15 @@ class Objective:
 
     ``loss(expected)`` takes ``(P, 24)`` expected answers and returns ``(P,)`` L1 losses (index points) over
     ``dimensions``; ``indices`` returns the ``(P, 6)`` indices with the constants applied.
+
+    >>> from culturealign.instrument import Questionnaire
+    >>> from culturealign.targets import lookup
+    >>> objective = Objective(Questionnaire.builtin(), np.zeros(6), lookup("China"), ["PDI", "IDV"])
+    >>> expected = np.full((3, 24), 3.0)                # (P, 24) expected answers, 1-5
+    >>> objective.indices(expected).shape, objective.loss(expected).shape
+    ((3, 6), (3,))
+    >>> objective.loss(expected).tolist()              # indices 0 vs China's PDI 80 and IDV 20
+    [100.0, 100.0, 100.0]
     """
 
     questionnaire: Questionnaire

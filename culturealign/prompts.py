@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from .config import Labels, Order, PromptStyle
 from .errors import CultureAlignError
 from .instrument import DIMENSIONS, Questionnaire
 from .targets import CountryTarget
 
-STYLES = ("naive", "persona", "icl")
-ORDERS = ("forward", "reverse", "both")
-LABELS = {"digits": ["1", "2", "3", "4", "5"], "letters": ["A", "B", "C", "D", "E"]}
+STYLES = PromptStyle.values()
+ORDERS = Order.values()
+LABELS = {Labels.DIGITS.value: ["1", "2", "3", "4", "5"], Labels.LETTERS.value: ["A", "B", "C", "D", "E"]}
 DIMENSION_EXPLANATIONS = {
     "PDI": "the extent to which less powerful members of society accept that power is distributed unequally",
     "IDV": "the degree to which people look after themselves and their immediate family rather than belonging to groups",
@@ -29,18 +30,15 @@ DIMENSION_EXPLANATIONS = {
 class PromptConfig:
     """How items are asked. ``order='both'`` asks every item with options listed 1..5 and 5..1 and averages."""
 
-    style: str = "naive"
-    labels: str = "digits"
+    style: PromptStyle = PromptStyle.NAIVE
+    labels: Labels = Labels.DIGITS    # note: MeasureConfig (what the commands use) defaults to letters
     answer_prefix: str = ""
-    order: str = "both"
+    order: Order = Order.BOTH
 
     def __post_init__(self) -> None:
-        if self.style not in STYLES:
-            raise CultureAlignError(f"unknown prompt style '{self.style}': use one of {', '.join(STYLES)}")
-        if self.labels not in LABELS:
-            raise CultureAlignError(f"unknown option labels '{self.labels}': use one of {', '.join(LABELS)}")
-        if self.order not in ORDERS:
-            raise CultureAlignError(f"unknown option order '{self.order}': use one of {', '.join(ORDERS)}")
+        self.style = PromptStyle.parse(self.style, "style", "prompt style")
+        self.labels = Labels.parse(self.labels, "labels", "option labels")
+        self.order = Order.parse(self.order, "order", "option order")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,12 +1,36 @@
-"""Terminal tables (rich) for measurement and comparison records."""
+"""Terminal tables (rich) for measurement and comparison records.
+
+On a terminal, tables fit its width and ``align`` draws a live progress bar. When stdout is a file or a pipe (a log,
+``| tee``, a batch job), tables are printed whole, never cut at 80 columns, and progress is one plain line per
+generation.
+"""
 from __future__ import annotations
 
-from rich.console import Console
+import time
+
+from rich.console import Console, ConsoleDimensions
 from rich.table import Table
 
 from .instrument import DIMENSIONS
 
-console = Console()
+LOG_WIDTH = 10_000  # columns when stdout is not a terminal: wide enough that no table or line is ever cut
+
+
+class _Console(Console):
+    """A rich console that, when its output is not a terminal, is as wide as :data:`LOG_WIDTH` (rich would otherwise
+    use 80 columns, or the width of a terminal on stderr, and cut table cells to ``condi…``)."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)
+        return size if self.is_terminal else ConsoleDimensions(LOG_WIDTH, size.height)
+
+    @size.setter
+    def size(self, new_size) -> None:
+        Console.size.fset(self, new_size)
+
+
+console = _Console()
 
 
 def _fmt(x, digits: int = 1) -> str:
@@ -91,16 +115,23 @@ def print_indices(indices: dict, constants: dict) -> None:
 
 
 class AlignProgress:
-    """A live progress bar for `align`: generation, evaluations, best loss, the best candidate's indices, time left."""
+    """Progress of `align`: generation, evaluations, best loss, the best candidate's indices, time elapsed and left.
+
+    On a terminal a live bar; otherwise (a log file or a pipe) one plain line per generation, printed whole.
+    """
 
     def __init__(self, enabled: bool = True):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self.enabled = enabled
+        self.live = enabled and console.is_terminal
         self.progress = Progress(TextColumn("[bold]gen {task.fields[gen]}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("evals  best {task.fields[best]}  {task.fields[dims]}"),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not enabled)
+                                 TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not self.live)
         self.task = None
+        self._total = 0
+        self._started = time.monotonic()
+        self._first = 0
 
     def __enter__(self):
         self.progress.__enter__()
@@ -112,6 +143,7 @@ class AlignProgress:
     def start(self, run) -> None:
         if self.enabled and run.session.config.constants == "anchored":
             print_constants(run.session.constants_for(run.country).to_dict())
+        self._total, self._first, self._started = run.total, run.state.evaluations, time.monotonic()
         self.task = self.progress.add_task("align", total=run.total, completed=run.state.evaluations,
                                            gen=run.state.generation, best="-", dims="")
 
@@ -119,6 +151,29 @@ class AlignProgress:
         dims = " ".join(f"{d} {row[f'best_{d}']:.0f}" for d in DIMENSIONS)
         self.progress.update(self.task, completed=row["evaluations"], gen=row["generation"],
                              best=f"{row['best_loss']:.1f}", dims=dims)
+        if self.enabled and not self.live:
+            console.print(progress_line(row, self._total, time.monotonic() - self._started,
+                                        row["evaluations"] - self._first), markup=False, highlight=False)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(max(seconds, 0)))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def progress_line(row: dict, total: int, elapsed: float, done_here: int) -> str:
+    """One generation's progress as a plain line: ``gen 3  48/320 evals  best 12.3  PDI 40 ... IVR 55  0:00:12
+    elapsed, 0:01:08 left`` (time left from this process's pace; ``-`` before the first evaluation).
+
+    >>> row = {"generation": 3, "evaluations": 48, "best_loss": 12.34,
+    ...        **{f"best_{d}": 50.0 for d in ("PDI", "IDV", "MAS", "UAI", "LTO", "IVR")}}
+    >>> progress_line(row, total=320, elapsed=12.0, done_here=48)
+    'gen 3  48/320 evals  best 12.3  PDI 50 IDV 50 MAS 50 UAI 50 LTO 50 IVR 50  0:00:12 elapsed, 0:01:08 left'
+    """
+    dims = " ".join(f"{d} {row[f'best_{d}']:.0f}" for d in DIMENSIONS)
+    left = _clock(elapsed / done_here * max(total - row["evaluations"], 0)) if done_here > 0 else "-"
+    return (f"gen {row['generation']}  {row['evaluations']}/{total} evals  best {row['best_loss']:.1f}  {dims}  "
+            f"{_clock(elapsed)} elapsed, {left} left")
 
 
 def print_run(record: dict) -> None:

@@ -70,6 +70,16 @@ class PromptSpace:
 
     B is the identity (``full``, dim = n_tokens * hidden) or a fixed random matrix with N(0, 1/dim) entries
     (``subspace``), so that z ~ N(0, 1) gives perturbations at ``scale`` times the embedding scale sigma.
+
+    >>> from culturealign.config import SoftPromptConfig
+    >>> p0 = torch.zeros(4, 32)                         # (n_tokens, hidden): the initial soft prompt
+    >>> space = PromptSpace(p0, sigma=0.5, config=SoftPromptConfig(n_tokens=4, subspace_dim=16), seed=0)
+    >>> space.dim                                       # the search dimension
+    16
+    >>> space(np.zeros((3, 16))).shape                  # (P, dim) -> (P, n_tokens, hidden)
+    torch.Size([3, 4, 32])
+    >>> PromptSpace(p0, 0.5, SoftPromptConfig(n_tokens=4, space="full"), seed=0).dim   # n_tokens * hidden
+    128
     """
 
     def __init__(self, p0: torch.Tensor, sigma: float, config: SoftPromptConfig, seed: int):
@@ -91,7 +101,16 @@ class PromptSpace:
 
 @dataclass
 class SoftPrompt:
-    """A learned soft prompt with its placement and provenance."""
+    """A learned soft prompt with its placement and provenance; :meth:`save` writes a folder that :meth:`load` reads
+    (and, for ``prefix`` placement, a PEFT prompt-tuning adapter).
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     SoftPrompt(torch.ones(4, 32), "prefix", {"country": "China"}).save(folder)
+    ...     loaded = SoftPrompt.load(folder, expected_hidden_size=32)
+    >>> loaded.embeddings.shape, loaded.placement, loaded.metadata   # (n_tokens, hidden)
+    (torch.Size([4, 32]), 'prefix', {'country': 'China'})
+    """
 
     embeddings: torch.Tensor          # (n_tokens, hidden)
     placement: str

@@ -99,7 +99,17 @@ def _iso_country(name: str):
 
 
 def lookup(query: str) -> CountryTarget:
-    """The country that ``query`` names; an unknown name lists the closest matches."""
+    """The country that ``query`` names; an unknown name lists the closest matches.
+
+    >>> china = lookup("CN")
+    >>> china.name, china.code, china.iso3, lookup("china") is china is lookup("CHN")
+    ('China', 'CHI', 'CHN', True)
+    >>> china.vector(["PDI", "IDV"])                    # (len(dimensions),) published scores
+    array([80., 20.])
+    >>> lookup("Chnia")                                 # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    culturealign.errors.CultureAlignError: unknown country 'Chnia'. Closest matches: China (CHI), Czech Rep (CZE), India (IND). Run ...
+    """
     key = query.strip().lower()
     index = _alias_index()
     if key in index:

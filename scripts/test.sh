@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set everything up, then run the test suite (unit tests on a tiny random model + integration tests on the default model).
+# Set everything up, then run the test suite (unit tests on a tiny random model + integration tests on the default model)
+# and every `>>>` example in the package's docstrings (doctest, tiny models only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/python -m pytest -q tests "$@"
+.venv/bin/python -m pytest -q tests --doctest-modules culturealign "$@"

@@ -1,0 +1,125 @@
+"""The measurement context: :class:`Session` loads the model and questionnaire once, resolves the constants, and
+builds surveys, objectives and measurement records (:meth:`Session.measure`) for every command.
+
+>>> from culturealign.toymodels import make_model, make_tokenizer
+>>> from culturealign.models import LoadedModel
+>>> from culturealign.targets import lookup
+>>> tok = make_tokenizer(); lm = LoadedModel(make_model(tok), tok, "tiny", "tiny")
+>>> session = Session(MeasureConfig(constants="zero", order="forward"), lm=lm)
+>>> record = session.measure(lookup("CN"), "naive")      # one country, JSON-ready
+>>> sorted(record["indices"]), len(record["items"]), record["constants"]["kind"]
+(['IDV', 'IVR', 'LTO', 'MAS', 'PDI', 'UAI'], 24, 'zero')
+"""
+from __future__ import annotations
+
+import platform
+import sys
+
+import numpy as np
+import torch
+
+from . import __version__
+from . import constants as consts
+from .config import MeasureConfig
+from .errors import CultureAlignError
+from .instrument import Questionnaire
+from .models import LoadedModel, load_model, weights_fingerprint
+from .objective import Objective, parse_dimensions
+from .survey import Survey, SurveyAnswers
+from .targets import CountryTarget, lookup
+
+
+def library_versions() -> dict[str, str]:
+    import nevergrad
+    import peft
+    import transformers
+
+    return {"culturealign": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "peft": peft.__version__, "nevergrad": nevergrad.__version__,
+            "numpy": np.__version__, "platform": platform.platform()}
+
+
+class Session:
+    """A loaded model and questionnaire with resolved constants: the context of every command."""
+
+    def __init__(self, config: MeasureConfig, lm: LoadedModel | None = None,
+                 constants: consts.Constants | None = None):
+        if config.answer_mode not in ("distribution", "sample"):
+            raise CultureAlignError("--answer-mode must be 'distribution' or 'sample'")
+        self.config = config
+        self.dimensions = parse_dimensions(config.dimensions)
+        self.questionnaire = Questionnaire.load(config.questionnaire).with_mas_weight(config.mas_weight)
+        config.prompt("naive")  # validates labels and order before the model loads
+        self.lm = lm or load_model(config.model, config.device, config.dtype)
+        self._surveys: dict[tuple, Survey] = {}
+        self._constants = constants  # None: resolved from config.constants on first use
+        self._constants_for: dict[str, consts.Constants] = {}
+
+    # ---- building blocks ----------------------------------------------------------------------------------------
+    def survey(self, style: str, country: CountryTarget | None) -> Survey:
+        key = (style, country.code if country and style != "naive" else None)
+        if key not in self._surveys:
+            self._surveys[key] = Survey(self.lm, self.questionnaire, self.config.prompt(style),
+                                        country if style != "naive" else None, self.config.batch_size,
+                                        scoring=self.config.scoring, max_memory_mb=self.config.max_memory_mb)
+        return self._surveys[key]
+
+    def answers(self, style: str, country: CountryTarget | None, soft_prompt: torch.Tensor | None = None,
+                placement: str = "prefix") -> SurveyAnswers:
+        survey = self.survey(style, country)
+        if self.config.answer_mode == "sample":
+            return survey.sample(self.config.samples, self.config.seed, soft_prompt, placement)
+        return survey.answer(soft_prompt, placement)
+
+    @property
+    def constants(self) -> consts.Constants:
+        """The constants of the configuration: for ``anchored``, the fit over every reference country (a target that
+        is one of them is scored with :meth:`constants_for`, which leaves it out)."""
+        if self._constants is None:
+            spec = self.config.constants
+            if spec == "zero":
+                self._constants = consts.zero()
+            elif spec == "anchored":
+                param = next(self.lm.model.parameters())
+                key = consts.constants_cache_key(self.lm.resolved_path, self.questionnaire,
+                                                 {**self.config.prompt("persona").to_dict(),
+                                                  "answer_mode": self.config.answer_mode,
+                                                  "samples": self.config.samples, "seed": self.config.seed},
+                                                 self.config.scoring, dtype=str(param.dtype).replace("torch.", ""),
+                                                 device=str(param.device), weights=weights_fingerprint(self.lm.model))
+                self._constants = consts.anchored(self._raw_persona_indices, key)
+            else:
+                self._constants = consts.from_file(spec)
+        return self._constants
+
+    def constants_for(self, country: CountryTarget) -> consts.Constants:
+        """The constants to score ``country`` with: under anchored constants fitted without it when it is one of the
+        reference countries (leave-one-out, from the cached fit's raw indices: no new measurement), else the fit
+        over every reference. ``to_dict()`` records the reference set used and the country left out."""
+        if country.name not in self._constants_for:
+            self._constants_for[country.name] = consts.leave_one_out(self.constants, country.name)
+        return self._constants_for[country.name]
+
+    def _raw_persona_indices(self, country_name: str) -> np.ndarray:
+        answers = self.answers("persona", lookup(country_name))
+        return self.questionnaire.raw_indices(answers.expected[0])
+
+    def objective(self, country: CountryTarget) -> Objective:
+        return Objective(self.questionnaire, self.constants_for(country).values, country, self.dimensions)
+
+    def provenance(self) -> dict:
+        return {"config": self.config.to_dict(), "model": {"id": self.lm.model_id, "path": self.lm.resolved_path,
+                "hidden_size": self.lm.model.get_input_embeddings().weight.shape[1]},
+                "questionnaire": self.questionnaire.source, "versions": library_versions(),
+                "argv": sys.argv}
+
+    # ---- the measurement record -----------------------------------------------------------------------------------
+    def measure(self, country: CountryTarget, style: str, soft_prompt: torch.Tensor | None = None,
+                placement: str = "prefix") -> dict:
+        """One country's measurement as a JSON-ready dict (schema in the README)."""
+        from .measure import measurement_record  # measure.py re-exports Session: imported here, not at the top
+
+        objective = self.objective(country)  # fails early on a missing dimension
+        answers = self.answers(style, country, soft_prompt, placement)
+        return {**measurement_record(self.questionnaire, objective, answers, style),
+                "constants": self.constants_for(country).to_dict()}
