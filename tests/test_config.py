@@ -27,7 +27,7 @@ CHOICES = [
     (PromptConfig, "order", cfg.Order, "both", "forward"),
     (AlignConfig, "prompt", cfg.PromptStyle, "naive", "persona"),
     (AlignConfig, "optimizer", cfg.Optimizer, "adam", "cma"),
-    (AlignConfig, "schedule", cfg.Schedule, "constant", "cosine"),
+    (AlignConfig, "schedule", cfg.Schedule, "cosine", "constant"),
     (AlignConfig, "loss", cfg.Loss, "huber", "l1"),
 ]
 
