@@ -141,9 +141,13 @@ class Alignment:
         self.state.best_z = [float(v) for v in z]
 
     @property
+    def budget_spent(self) -> bool:
+        return self.optimizer.done
+
+    @property
     def finished(self) -> bool:
         patience = self.config.patience
-        return self.optimizer.done or (patience is not None and self.state.stale >= patience)
+        return self.budget_spent or (patience is not None and self.state.stale >= patience)
 
     # ---- persistence ------------------------------------------------------------------------------------------------
     def _tensors(self) -> dict[str, torch.Tensor]:
@@ -266,9 +270,8 @@ class GradientAlignment(Alignment):
         self.best = embeddings
 
     @property
-    def finished(self) -> bool:
-        patience = self.config.patience
-        return self.state.generation >= self.config.steps or (patience is not None and self.state.stale >= patience)
+    def budget_spent(self) -> bool:
+        return self.state.generation >= self.config.steps
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         adam = self.adam.state.get(self.prompt, {})

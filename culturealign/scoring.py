@@ -116,28 +116,16 @@ class SurveyScorer:
         soft = self._check_soft(soft_prompts, placement)
         pairs = list(pairs) if pairs is not None else self._pairs(soft.shape[0])
         if checkpointing or not self.use_cache:
-            embeds, mask = self._left_pad([self.sequence_embeds(soft[c], r, placement) for c, r in pairs])
             with activation_checkpointing(self.model, checkpointing):
-                logits, _ = self._forward(embeds, mask, use_cache=not checkpointing)
-            return self._option_scores(logits[:, -1])[0]
-        if soft.shape[1] > 0 and placement == "suffix":
-            head_cache, head_mask = self._suffix_head_cache()
-            index = torch.tensor([r for _, r in pairs], device=self.device)
-            embeds, mask = self._left_pad([torch.cat([soft[c], self._embed(self.tail_ids[r])]) for c, r in pairs])
-            logits, _ = self._forward(embeds, mask, self._gather_cache(head_cache, index),
-                                      head_mask.index_select(0, index))
-            return self._option_scores(logits[:, -1])[0]
-        shared = _common_prefix(self.head_ids)
-        candidates = sorted({c for c, _ in pairs})
-        prefix = torch.cat([soft[candidates], self._embed(shared).unsqueeze(0).expand(len(candidates), -1, -1)], 1)
-        prefix_mask = torch.ones(prefix.shape[:2], dtype=torch.long, device=self.device)
-        _, prefix_cache = self._forward(prefix, prefix_mask)
-        index = torch.tensor([candidates.index(c) for c, _ in pairs], device=self.device)
-        embeds, mask = self._left_pad([self._embed(self.head_ids[r][len(shared):] + self.tail_ids[r])
-                                       for _, r in pairs])
-        logits, _ = self._forward(embeds, mask, self._gather_cache(prefix_cache, index),
-                                  prefix_mask.index_select(0, index))
-        return self._option_scores(logits[:, -1])[0]
+                logits = self._uncached_logits(soft, pairs, placement, use_cache=not checkpointing)
+        elif soft.shape[1] > 0 and placement == "suffix":
+            logits = self._suffix_logits(soft, pairs)
+        else:
+            candidates = sorted({c for c, _ in pairs})
+            prefix_cache, prefix_mask, rest = self._prefix_cache(soft[candidates])
+            index = torch.tensor([candidates.index(c) for c, _ in pairs], device=self.device)
+            logits = self._after_prefix_logits(prefix_cache, prefix_mask, index, [rest[r] for _, r in pairs])
+        return self._option_scores(logits)[0]
 
     # ---- checks -----------------------------------------------------------------------------------------------
     def _single_token_options(self, encode) -> list[int] | None:
@@ -194,12 +182,15 @@ class SurveyScorer:
         return kv + activations + keep * cfg.vocab_size * 4
 
     def batch_for(self, cached: int, new: int, keep: int = 1, grad: bool = False,
-                  checkpointing: bool = False) -> int:
-        """Sequences per forward pass: ``batch_size``, reduced to fit ``max_memory_mb`` when it is set."""
+                  checkpointing: bool = False, at_least_one: bool = False) -> int:
+        """Sequences per forward pass: ``batch_size``, reduced to fit ``max_memory_mb`` when it is set (below one
+        sequence an error, or one sequence with ``at_least_one``)."""
         if not self.max_memory_mb:
             return self.batch_size
         need = max(1, self.sequence_bytes(cached, new, keep, grad, checkpointing))
         fit = int(self.max_memory_mb * 2 ** 20 // need)
+        if fit < 1 and at_least_one:
+            return 1
         if fit < 1:
             raise CultureAlignError(f"--max-memory {self.max_memory_mb:g} MB is too small for one sequence of "
                                     f"{cached + new} tokens (needs ~{need / 2**20:.0f} MB)")
@@ -268,33 +259,52 @@ class SurveyScorer:
                 probs[c, r], mass[c, r] = pr, ms
         return RowScores(probs, mass)
 
-    # ---- the three next-token paths ---------------------------------------------------------------------------
+    # ---- the three next-token paths (one batch each; shared by scoring and the gradient path) ------------------
+    def _uncached_logits(self, soft: torch.Tensor, pairs, placement: str, use_cache: bool = True) -> torch.Tensor:
+        """Last-position logits of whole sequences (soft prompt placed), one per ``(candidate, row)`` pair."""
+        embeds, mask = self._left_pad([self.sequence_embeds(soft[c], r, placement) for c, r in pairs])
+        return self._forward(embeds, mask, use_cache=use_cache)[0][:, -1]
+
+    def _prefix_cache(self, soft: torch.Tensor):
+        """Key-value cache of [soft prompt + the prefix every row shares] per candidate, its mask, and each row's
+        remaining embeddings."""
+        shared = _common_prefix(self.head_ids)
+        rest = [self._embed(self.head_ids[r][len(shared):] + self.tail_ids[r]) for r in range(self.n_rows)]
+        prefix = torch.cat([soft, self._embed(shared).unsqueeze(0).expand(soft.shape[0], -1, -1)], dim=1)
+        prefix_mask = torch.ones(prefix.shape[:2], dtype=torch.long, device=self.device)
+        return self._forward(prefix, prefix_mask)[1], prefix_mask, rest
+
+    def _after_prefix_logits(self, prefix_cache, prefix_mask, index: torch.Tensor, rest: list) -> torch.Tensor:
+        """Last-position logits of rows ``rest`` after the prefix caches of candidates ``index``."""
+        embeds, mask = self._left_pad(rest)
+        return self._forward(embeds, mask, self._gather_cache(prefix_cache, index),
+                             prefix_mask.index_select(0, index))[0][:, -1]
+
+    def _suffix_logits(self, soft: torch.Tensor, pairs) -> torch.Tensor:
+        """Last-position logits of [soft prompt + tail] after each row's cached head."""
+        head_cache, head_mask = self._suffix_head_cache()
+        index = torch.tensor([r for _, r in pairs], device=self.device)
+        embeds, mask = self._left_pad([torch.cat([soft[c], self._embed(self.tail_ids[r])]) for c, r in pairs])
+        return self._forward(embeds, mask, self._gather_cache(head_cache, index),
+                             head_mask.index_select(0, index))[0][:, -1]
+
     def _score_uncached(self, soft: torch.Tensor, placement: str) -> RowScores:
         def chunks():
             pairs = self._pairs(soft.shape[0])
             longest = max(len(h) + len(t) for h, t in zip(self.head_ids, self.tail_ids)) + soft.shape[1]
             for batch in self._batches(pairs, cached=0, new=longest):
-                embeds, mask = self._left_pad([self.sequence_embeds(soft[c], r, placement) for c, r in batch])
-                logits, _ = self._forward(embeds, mask)
-                yield (batch, *self._option_scores(logits[:, -1]))
+                yield (batch, *self._option_scores(self._uncached_logits(soft, batch, placement)))
         return self._collect(soft.shape[0], chunks())
 
     def _score_prefix_cached(self, soft: torch.Tensor) -> RowScores:
-        shared = _common_prefix(self.head_ids)
-        rest = [self._embed(self.head_ids[r][len(shared):] + self.tail_ids[r]) for r in range(self.n_rows)]
-        shared_embeds = self._embed(shared).unsqueeze(0).expand(soft.shape[0], -1, -1)
-        prefix = torch.cat([soft, shared_embeds], dim=1)
-        prefix_mask = torch.ones(prefix.shape[:2], dtype=torch.long, device=self.device)
-        _, prefix_cache = self._forward(prefix, prefix_mask)
+        prefix_cache, prefix_mask, rest = self._prefix_cache(soft)
 
         def chunks():
             pairs = self._pairs(soft.shape[0])
-            for batch in self._batches(pairs, cached=prefix.shape[1], new=max(x.shape[0] for x in rest)):
+            for batch in self._batches(pairs, cached=prefix_mask.shape[1], new=max(x.shape[0] for x in rest)):
                 index = torch.tensor([c for c, _ in batch], device=self.device)
-                embeds, mask = self._left_pad([rest[r] for _, r in batch])
-                logits, _ = self._forward(embeds, mask, self._gather_cache(prefix_cache, index),
-                                          prefix_mask.index_select(0, index))
-                yield (batch, *self._option_scores(logits[:, -1]))
+                logits = self._after_prefix_logits(prefix_cache, prefix_mask, index, [rest[r] for _, r in batch])
+                yield (batch, *self._option_scores(logits))
         return self._collect(soft.shape[0], chunks())
 
     @torch.no_grad()
@@ -305,9 +315,7 @@ class SurveyScorer:
             heads = [self._embed(h) for h in self.head_ids]
             embeds, mask = self._left_pad(heads)
             layers = None
-            # under a memory limit, as many heads per pass as fit (at least one: they are built once)
-            size = self.batch_size if not self.max_memory_mb else max(1, min(self.batch_size, int(
-                self.max_memory_mb * 2 ** 20 // max(1, self.sequence_bytes(0, embeds.shape[1])))))
+            size = self.batch_for(0, embeds.shape[1], at_least_one=True)  # built once: never refused
             for start in range(0, len(heads), size):
                 _, part = self._forward(embeds[start:start + size], mask[start:start + size])
                 chunk = [(layer.keys, layer.values) for layer in part.layers]
@@ -317,18 +325,13 @@ class SurveyScorer:
         return self._head_cache
 
     def _score_suffix_cached(self, soft: torch.Tensor) -> RowScores:
-        head_cache, head_mask = self._suffix_head_cache()
-        tails = [self._embed(t) for t in self.tail_ids]
+        _, head_mask = self._suffix_head_cache()
 
         def chunks():
             pairs = self._pairs(soft.shape[0])
-            new = soft.shape[1] + max(t.shape[0] for t in tails)
+            new = soft.shape[1] + max(len(t) for t in self.tail_ids)
             for batch in self._batches(pairs, cached=head_mask.shape[1], new=new):
-                index = torch.tensor([r for _, r in batch], device=self.device)
-                embeds, mask = self._left_pad([torch.cat([soft[c], tails[r]]) for c, r in batch])
-                logits, _ = self._forward(embeds, mask, self._gather_cache(head_cache, index),
-                                          head_mask.index_select(0, index))
-                yield (batch, *self._option_scores(logits[:, -1]))
+                yield (batch, *self._option_scores(self._suffix_logits(soft, batch)))
         return self._collect(soft.shape[0], chunks())
 
     # ---- sequence log-likelihood (options that are not single tokens) ----------------------------------------

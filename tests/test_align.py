@@ -70,6 +70,13 @@ def test_search_spaces_map_to_the_embedding_scale():
     assert full.dim == 64 and torch.allclose(full(np.ones(64))[0], torch.full((4, 16), 0.5))
 
 
+def _wait_for_rows(history, rows: int, seconds: float = 300) -> None:
+    """Wait until ``history`` (a history.csv being written) has ``rows`` rows after its header."""
+    deadline = time.time() + seconds
+    while time.time() < deadline and not (history.exists() and len(history.read_text().splitlines()) > rows):
+        time.sleep(0.02)
+
+
 def _history_without_time(folder):
     """history.csv rows without the wall-clock column (the only one a resumed run may change)."""
     import csv
@@ -95,12 +102,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_model_dir)
     out_full, err = full.communicate(timeout=600)
     assert full.returncode == 0, err
     killed = _cli(*common, "--out", tmp_path / "killed", env=env)
-    history = tmp_path / "killed" / "history.csv"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if history.exists() and len(history.read_text().splitlines()) >= 4:  # three generations done
-            break
-        time.sleep(0.05)
+    _wait_for_rows(tmp_path / "killed" / "history.csv", 3)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     assert killed.returncode == -signal.SIGKILL
@@ -117,10 +119,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_model_dir)
 
     # Ctrl-C: a clean exit with the best prompt so far and a resumable checkpoint
     interrupted = _cli(*common, "--out", tmp_path / "int", env=env)
-    deadline = time.time() + 300
-    history = tmp_path / "int" / "history.csv"
-    while not (history.exists() and len(history.read_text().splitlines()) >= 3) and time.time() < deadline:
-        time.sleep(0.05)
+    _wait_for_rows(tmp_path / "int" / "history.csv", 2)
     interrupted.send_signal(signal.SIGINT)
     _, err = interrupted.communicate(timeout=120)
     assert interrupted.returncode == 130 and "--resume" in err and "Traceback" not in err

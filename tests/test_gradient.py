@@ -2,7 +2,6 @@
 import json
 import os
 import signal
-import time
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ from culturealign.softprompt import SoftPrompt, SoftPromptConfig
 from culturealign.targets import lookup
 from culturealign.toymodels import make_model
 
-from test_align import _cli, _history_without_time
+from test_align import _cli, _history_without_time, _wait_for_rows
 
 
 def _session(model, tokenizer, **measure):
@@ -142,10 +141,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, tiny_model_dir):
     out_full, err = full.communicate(timeout=600)
     assert full.returncode == 0, err
     killed = _cli(*common, "--out", tmp_path / "killed", env=env)
-    history = tmp_path / "killed" / "history.csv"
-    deadline = time.time() + 300
-    while time.time() < deadline and not (history.exists() and len(history.read_text().splitlines()) >= 4):
-        time.sleep(0.02)
+    _wait_for_rows(tmp_path / "killed" / "history.csv", 3)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     assert json.loads((tmp_path / "killed" / "run.json").read_text())["status"] == "running"  # it died mid-way
