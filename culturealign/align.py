@@ -33,6 +33,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
+from .backends import get_backend
+from .backends.base import require_gradients
 from .config import GRADIENT_OPTIMIZERS, AlignConfig, MeasureConfig, SoftPromptConfig  # noqa: F401  (re-exported)
 from .errors import CultureAlignError
 from .instrument import DIMENSIONS
@@ -89,10 +91,9 @@ class Alignment:
         self.session = session or Session(config.measure)
         self.objective = self.session.objective(self.country)
         self.survey = self.session.survey(config.prompt, self.country)
-        embedding = self.session.lm.model.get_input_embeddings()
-        self.p0 = initial_embeddings(config.soft, embedding, self.session.lm.tokenizer, self.country.name,
-                                     config.seed)
-        self.sigma = embedding_scale(embedding)
+        backend = self.session.backend
+        self.p0 = initial_embeddings(config.soft, backend, backend.tokenizer, self.country.name, config.seed)
+        self.sigma = embedding_scale(backend)
         self.state = AlignState()
         self._setup()
 
@@ -180,16 +181,16 @@ class Alignment:
         return SoftPrompt(self.best_embeddings(), self.config.soft.placement, self.provenance())
 
     def provenance(self) -> dict:
-        lm = self.session.lm
+        backend = self.session.backend
         return {"country": self.country.name, "target": {d: self.country.scores.get(d) for d in DIMENSIONS},
                 "constants": self.session.constants_for(self.country).to_dict()["values"], "loss": self.state.best_loss,
-                "loss_dimensions": self.objective.dimensions, "seed": self.config.seed, "model": lm.model_id,
-                "model_path": lm.resolved_path, "prompt": self.config.prompt, "n_tokens": self.config.soft.n_tokens,
+                "loss_dimensions": self.objective.dimensions, "seed": self.config.seed, "model": backend.model_id,
+                "model_path": backend.provenance()["path"], "prompt": self.config.prompt, "n_tokens": self.config.soft.n_tokens,
                 "optimizer": self.config.optimizer}
 
     def save_best(self) -> None:
         if self.state.best_indices is not None:
-            self.best_prompt().save(self.out, base_model=self.session.lm.resolved_path)
+            self.best_prompt().save(self.out, base_model=self.session.backend.provenance()["path"])
 
     def _write_history(self) -> None:
         if not self.state.history:
@@ -309,9 +310,13 @@ def _checked(tensors: dict, name: str, shape) -> torch.Tensor:
 
 
 def make_alignment(config: AlignConfig, out_dir: str | Path, session: Session | None = None) -> Alignment:
-    """The alignment run for ``config.optimizer``: :class:`GradientAlignment` for gradient optimisers."""
-    cls = GradientAlignment if config.optimizer in GRADIENT_OPTIMIZERS else Alignment
-    return cls(config, out_dir, session)
+    """The alignment run for ``config.optimizer``: :class:`GradientAlignment` for gradient optimisers, after
+    checking (before a model loads, when no ``session`` is given) that the backend gives gradients."""
+    if config.optimizer in GRADIENT_OPTIMIZERS:
+        require_gradients(session.backend if session else get_backend(config.measure.backend),
+                          f"--optimizer {config.optimizer}")
+        return GradientAlignment(config, out_dir, session)
+    return Alignment(config, out_dir, session)
 
 
 def read_checkpoint(folder: str | Path) -> tuple[AlignConfig, dict, dict[str, torch.Tensor]]:
@@ -355,8 +360,8 @@ def align(config: AlignConfig | None, out_dir: str | Path, resume: bool = False,
         if force and out.exists():
             for name in RUN_FILES:  # nothing of an earlier run may survive beside the new one
                 (out / name).unlink(missing_ok=True)
+    run = make_alignment(config, out, session)  # before the folder exists: a setting it refuses leaves nothing
     out.mkdir(parents=True, exist_ok=True)
-    run = make_alignment(config, out, session)
     if resume:
         run.restore()
     run.write_run("running")

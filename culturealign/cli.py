@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import functools
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import List, Optional
 
@@ -52,19 +51,31 @@ SamplesOpt = typer.Option(20, "--samples", help="replies per item in sample mode
 SeedOpt = typer.Option(0, "--seed", help="random seed")
 BatchOpt = typer.Option(24, "--batch-size", help="most sequences per forward pass")
 MemoryOpt = typer.Option(None, "--max-memory", help="memory limit in MB for one forward pass; batches shrink to fit")
+BackendOpt = typer.Option("hf", "--backend", help="the engine that runs the model: hf (transformers; gradients) or vllm (pip install 'culturealign[vllm]'; black-box optimisers only)")
+RunBackendOpt = typer.Option(None, "--backend", help="the engine that runs the model: hf or vllm (default: the run's, else hf)")
+BackendArgsOpt = typer.Option(None, "--backend-args", help="options for the backend's constructor, k=v,k=v (e.g. tensor_parallel_size=2,gpu_memory_utilization=0.8)")
 
 
 def _config(model, device, dtype, questionnaire, constants, cat_mas, dimensions, order="both", labels="letters",
-            answer_prefix="", answer_mode="distribution", samples=20, seed=0, batch_size=24, max_memory=None):
+            answer_prefix="", answer_mode="distribution", samples=20, seed=0, batch_size=24, max_memory=None,
+            backend="hf", backend_args=None):
     from .measure import MeasureConfig
     from .objective import parse_dimensions
 
-    return MeasureConfig(model=model, device=device, dtype=dtype,
+    return MeasureConfig(model=model, device=device, dtype=dtype, backend=backend,
+                         backend_args=_backend_args(backend_args) or {},
                          questionnaire=str(questionnaire) if questionnaire else None,
                          mas_weight=MAS_WEIGHT_CAT if cat_mas else MAS_WEIGHT_MANUAL, constants=constants,
                          labels=labels, answer_prefix=answer_prefix, order=order, answer_mode=answer_mode,
                          samples=samples, seed=seed, batch_size=batch_size, max_memory_mb=max_memory,
                          dimensions=parse_dimensions(dimensions) if dimensions else None)
+
+
+def _backend_args(text: Optional[str]) -> Optional[dict]:
+    """``--backend-args k=v,k=v`` as a dict (None when not given)."""
+    from .backends import parse_backend_args
+
+    return None if text is None else parse_backend_args(text)
 
 
 def _emit(data: dict, as_json: bool, out: Optional[Path], name: str, force: bool) -> None:
@@ -84,19 +95,6 @@ def _show(data: dict, as_json: bool, printer) -> None:
         sys.stdout.write(to_json(data) + "\n")
     else:
         printer(data)
-
-
-def _model_and_prompt(soft_prompt: Optional[Path], model: Optional[str], device: str, dtype: str):
-    """Load a run's soft prompt (if any) and the model: the one asked for, else the prompt's own, else the default;
-    a prompt that does not fit the model is a clear error."""
-    from .models import load_model
-    from .softprompt import SoftPrompt
-
-    sp = SoftPrompt.load(soft_prompt) if soft_prompt else None
-    lm = load_model(model or (sp.metadata.get("model") if sp else None) or "default", device, dtype)
-    if sp is not None:
-        sp = SoftPrompt.load(soft_prompt, expected_hidden_size=lm.model.get_input_embeddings().weight.shape[1])
-    return lm, sp
 
 
 @app.command()
@@ -134,6 +132,7 @@ def measure(
     dimensions: Optional[str] = DimensionsOpt, order: str = OrderOpt, labels: str = LabelsOpt,
     answer_prefix: str = PrefixOpt, answer_mode: str = AnswerModeOpt, samples: int = SamplesOpt, seed: int = SeedOpt,
     batch_size: int = BatchOpt, max_memory: Optional[float] = MemoryOpt,
+    backend: str = BackendOpt, backend_args: Optional[str] = BackendArgsOpt,
     soft_prompt: Optional[Path] = typer.Option(None, "--soft-prompt", help="a soft prompt folder written by `align`"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object (schema in the README)"),
     out: Optional[Path] = typer.Option(None, "--out", help="also write measurement.json into this folder"),
@@ -141,29 +140,13 @@ def measure(
     items: bool = typer.Option(True, "--items/--no-items", help="print the per-item table"),
 ) -> None:
     """Ask the model the 24 items and compare its six indices with a country's published scores."""
-    from .measure import Session, kendall_tau
-    from .targets import lookup_many
+    from .measure import measure_countries
 
-    if not country:
-        raise CultureAlignError("give at least one --country (see `culturealign countries`)")
-    targets = lookup_many(country)
     cfg = _config(model, device, dtype, questionnaire, constants, cat_mas_weight, dimensions, order, labels,
-                  answer_prefix, answer_mode, samples, seed, batch_size, max_memory)
-    for t in targets:
-        t.vector(cfg.dimensions or DIMENSIONS)  # a missing dimension fails before the model loads
-    if out is not None:
-        refuse_overwrite(out / "measurement.json", force)
-    session = Session(cfg)
-    soft, placement = (None, "prefix")
-    if soft_prompt is not None:
-        from .softprompt import SoftPrompt
-
-        sp = SoftPrompt.load(soft_prompt, expected_hidden_size=session.lm.model.get_input_embeddings().weight.shape[1])
-        soft, placement = sp.embeddings.unsqueeze(0), sp.placement
-    records = [session.measure(t, prompt, soft, placement) for t in targets]
-    result = {"provenance": session.provenance(), "constants": session.constants.to_dict(),
-              "soft_prompt": str(soft_prompt) if soft_prompt else None, "results": records,
-              "kendall_tau": kendall_tau(records)}
+                  answer_prefix, answer_mode, samples, seed, batch_size, max_memory, backend, backend_args)
+    result = measure_countries(cfg, country or [], prompt, soft_prompt,
+                               before_load=lambda: out is not None and refuse_overwrite(out / "measurement.json", force))
+    records = result["results"]
     if not as_json:
         reporting.print_constants(result["constants"])
         for r in records:
@@ -180,19 +163,17 @@ def indices(
     constants: str = typer.Option("zero", "--constants", help="zero, anchored (needs --model) or a JSON file of six numbers"),
     cat_mas_weight: bool = MasOpt, questionnaire: Optional[Path] = QuestionnaireOpt,
     model: str = ModelOpt, device: str = DeviceOpt, dtype: str = DtypeOpt,
+    backend: str = BackendOpt, backend_args: Optional[str] = BackendArgsOpt,
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """The six VSM 2013 indices from 24 item means (e.g. human survey answers)."""
     item_means = read_means(means)
     q = Questionnaire.load(questionnaire).with_mas_weight(MAS_WEIGHT_CAT if cat_mas_weight else MAS_WEIGHT_MANUAL)
-    if constants == "anchored":
-        from .measure import Session
+    from . import constants as consts
+    from .measure import Session
 
-        c = Session(_config(model, device, dtype, questionnaire, constants, cat_mas_weight, None)).constants
-    else:
-        from . import constants as consts
-
-        c = consts.zero() if constants == "zero" else consts.from_file(constants)
+    c = consts.resolve(constants, lambda: Session(_config(model, device, dtype, questionnaire, constants, cat_mas_weight,
+                                                          None, backend=backend, backend_args=backend_args)).constants)
     values = dict(zip(DIMENSIONS, map(float, q.indices(item_means, c.values))))
     result = {"means": item_means.tolist(), "indices": values, "constants": c.to_dict(),
               "mas_weight": q.formulas["MAS"][1][0], "questionnaire": q.source}
@@ -226,27 +207,27 @@ def align(
     questionnaire: Optional[Path] = QuestionnaireOpt, constants: str = ConstantsOpt, cat_mas_weight: bool = MasOpt,
     dimensions: Optional[str] = DimensionsOpt, order: str = OrderOpt, labels: str = LabelsOpt,
     answer_prefix: str = PrefixOpt, seed: int = SeedOpt, batch_size: int = BatchOpt,
-    max_memory: Optional[float] = MemoryOpt,
+    max_memory: Optional[float] = MemoryOpt, backend: str = BackendOpt, backend_args: Optional[str] = BackendArgsOpt,
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run in --out (its saved configuration is used)"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing run folder"),
     as_json: bool = typer.Option(False, "--json", help="print run.json at the end"),
 ) -> None:
     """Learn a soft prompt that aligns the model's six indices to a country (the paper's method)."""
     from .align import AlignConfig, align as run_align
-    from .objective import parse_dimensions
     from .softprompt import SoftPromptConfig
-    from .targets import lookup
+    from .targets import check_dimensions, lookup
 
     if resume:
         config = None
     elif country is None:
         raise CultureAlignError("give the target with --country (see `culturealign countries`)")
     else:
-        lookup(country).vector(parse_dimensions(dimensions))
+        check_dimensions([lookup(country)], dimensions)
         soft = SoftPromptConfig(n_tokens=n_tokens, placement=placement, init=init, init_text=init_text, space=space,
                                 subspace_dim=subspace_dim, scale=scale)
         mcfg = _config(model, device, dtype, questionnaire, constants, cat_mas_weight, dimensions, order, labels,
-                       answer_prefix, seed=seed, batch_size=batch_size, max_memory=max_memory)
+                       answer_prefix, seed=seed, batch_size=batch_size, max_memory=max_memory, backend=backend,
+                       backend_args=backend_args)
         config = AlignConfig(country=country, prompt=prompt, optimizer=optimizer, popsize=popsize, budget=budget,
                              seed=seed, patience=patience, steps=steps, lr=lr, schedule=schedule, loss=loss,
                              huber_delta=huber_delta, checkpointing=checkpointing, soft=soft, measure=mcfg)
@@ -278,6 +259,7 @@ def reach(
     dimensions: Optional[str] = typer.Option(None, "--dimensions", help="only these dimensions, e.g. IDV,MAS"),
     order: str = OrderOpt, labels: str = LabelsOpt, answer_prefix: str = PrefixOpt, seed: int = SeedOpt,
     batch_size: int = BatchOpt, max_memory: Optional[float] = MemoryOpt,
+    backend: str = BackendOpt, backend_args: Optional[str] = BackendArgsOpt,
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
     out: Optional[Path] = typer.Option(None, "--out", help="also write reach.json into this folder"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing output file"),
@@ -294,7 +276,8 @@ def reach(
     target = lookup(country) if country else None
     soft = SoftPromptConfig(n_tokens=n_tokens, placement=placement, init=init, init_text=init_text)
     cfg = _config(model, device, dtype, questionnaire, constants, cat_mas_weight, None, order, labels,
-                  answer_prefix, seed=seed, batch_size=batch_size, max_memory=max_memory)
+                  answer_prefix, seed=seed, batch_size=batch_size, max_memory=max_memory, backend=backend,
+                  backend_args=backend_args)
     if out is not None:
         refuse_overwrite(out / "reach.json", force)
     session = Session(cfg)
@@ -316,34 +299,18 @@ def compare(
     device: str = DeviceOpt, dtype: str = DtypeOpt,
     constants: Optional[str] = typer.Option(None, "--constants", help="default: the constants setting of the first run"),
     dimensions: Optional[str] = typer.Option(None, "--dimensions", help="restrict the loss to these dimensions, e.g. LTO,IVR (default: the first run's, else all six)"),
+    backend: Optional[str] = RunBackendOpt, backend_args: Optional[str] = BackendArgsOpt,
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
     out: Optional[Path] = typer.Option(None, "--out", help="also write comparison.json into this folder"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing output file"),
 ) -> None:
     """The paper's comparison for one country: target, naive, persona, ICL, reference mean and soft prompts."""
-    from .evaluation import compare as run_compare, load_run_prompt
-    from .measure import MeasureConfig, Session
-    from .runs import load_run
-    from .targets import lookup
+    from .evaluation import compare_runs
 
-    runs = runs or []
-    base = MeasureConfig()
-    if runs:
-        _, saved = load_run(runs[0])
-        base = saved.measure
-        country = country or saved.country
-    if country is None:
-        raise CultureAlignError("give --country or a run folder")
-    base = replace(base, model=model or base.model, constants=constants or base.constants, device=device, dtype=dtype,
-                   dimensions=dimensions or base.dimensions)
-    target = lookup(country)
-    target.vector(base.dimensions or DIMENSIONS)
-    if out is not None:
-        refuse_overwrite(out / "comparison.json", force)
-    session = Session(base)
-    prompts = {str(r): load_run_prompt(r, session) for r in runs}
-    result = run_compare(session, target, prompts)
-    result["provenance"] = session.provenance()
+    settings = {"model": model, "constants": constants, "device": device, "dtype": dtype, "dimensions": dimensions,
+                "backend": backend, "backend_args": _backend_args(backend_args)}
+    result = compare_runs(runs or [], country, settings,
+                          on_session=lambda: out is not None and refuse_overwrite(out / "comparison.json", force))
     if not as_json:
         reporting.print_comparison(result)
     _emit(result, as_json, out, "comparison.json", force)
@@ -355,17 +322,19 @@ def generate(
     text: Optional[str] = typer.Argument(None, help="the message; leave out for an interactive chat"),
     soft_prompt: Optional[Path] = typer.Option(None, "--soft-prompt", help="a run folder written by `align`"),
     model: Optional[str] = typer.Option(None, "--model", help="default: the soft prompt's model, else 'default'"),
-    device: str = DeviceOpt, dtype: str = DtypeOpt,
+    device: str = DeviceOpt, dtype: str = DtypeOpt, backend: str = BackendOpt,
+    backend_args: Optional[str] = BackendArgsOpt,
     max_new_tokens: int = typer.Option(128, "--max-new-tokens"),
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy"),
     seed: int = SeedOpt,
 ) -> None:
     """Talk to the model with a learned soft prompt in place."""
     from .generation import generate as run_generate
+    from .softprompt import load_with_model
 
-    lm, sp = _model_and_prompt(soft_prompt, model, device, dtype)
+    loaded, sp = load_with_model(soft_prompt, model, device, dtype, backend, _backend_args(backend_args))
     if text is not None:
-        typer.echo(run_generate(lm, text, sp, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed))
+        typer.echo(run_generate(loaded, text, sp, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed))
         return
     typer.echo("Interactive chat (each message is answered on its own; empty line or Ctrl-D to quit).")
     while True:
@@ -375,7 +344,7 @@ def generate(
             break
         if not line:
             break
-        typer.echo(run_generate(lm, line, sp, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed))
+        typer.echo(run_generate(loaded, line, sp, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed))
 
 
 evaluate_app = typer.Typer(no_args_is_help=True, help="Held-out checks of a (soft-prompted) model.")
@@ -391,12 +360,14 @@ def evaluate_culturalbench(
     limit: Optional[int] = typer.Option(None, "--limit", help="first N questions only"),
     model: Optional[str] = typer.Option(None, "--model", help="default: the soft prompt's model, else 'default'"),
     device: str = DeviceOpt, dtype: str = DtypeOpt, batch_size: int = BatchOpt,
+    backend: str = BackendOpt, backend_args: Optional[str] = BackendArgsOpt,
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """CulturalBench-Hard: accuracy per True/False judgement and per question (all four judgements right)."""
     from .culturalbench import culturalbench_metrics, load_culturalbench, score_judgements
     from .instrument import Questionnaire
     from .prompts import system_message
+    from .softprompt import load_with_model
     from .targets import lookup
 
     judgements = load_culturalbench(None if country == "all" else country, limit)
@@ -405,11 +376,11 @@ def evaluate_culturalbench(
         if country == "all":
             raise CultureAlignError(f"--prompt {prompt} needs a --country (the persona's)")
         target = lookup(country)
-    lm, sp = _model_and_prompt(soft_prompt, model, device, dtype)
+    loaded, sp = load_with_model(soft_prompt, model, device, dtype, backend, _backend_args(backend_args))
     system = system_message(prompt, target, Questionnaire.builtin())
-    p_true = score_judgements(lm, judgements, system, sp, batch_size)
+    p_true = score_judgements(loaded, judgements, system, sp, batch_size)
     result = {"country": country, "prompt": prompt, "soft_prompt": str(soft_prompt) if soft_prompt else None,
-              "model": lm.model_id, **culturalbench_metrics(judgements, p_true)}
+              "model": loaded.model_id, **culturalbench_metrics(judgements, p_true)}
     _show(result, as_json, reporting.print_culturalbench)
 
 
@@ -419,12 +390,14 @@ def evaluate_robustness(
     soft_prompt: Path = typer.Option(..., "--soft-prompt", help="a run folder written by `align`"),
     questionnaire: Optional[Path] = typer.Option(None, "--questionnaire", help="another questionnaire file (rewording, translation), e.g. examples/vsm2013-reworded.json"),
     device: str = DeviceOpt, dtype: str = DtypeOpt,
+    backend: Optional[str] = RunBackendOpt, backend_args: Optional[str] = BackendArgsOpt,
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """The aligned profile and loss under another questionnaire and each option order, next to the training loss."""
     from .evaluation import robustness
 
-    _show(robustness(soft_prompt, questionnaire, device, dtype), as_json, reporting.print_robustness)
+    _show(robustness(soft_prompt, questionnaire, device, dtype, backend, _backend_args(backend_args)), as_json,
+          reporting.print_robustness)
 
 
 @app.command()
@@ -443,7 +416,7 @@ def experiment(
     scale: float = typer.Option(_SOFT.scale, "--scale"),
     culturalbench_limit: int = typer.Option(20, "--culturalbench-limit", help="CulturalBench questions per country (0: skip; -1: all)"),
     model: str = ModelOpt, device: str = DeviceOpt, dtype: str = DtypeOpt, constants: str = ConstantsOpt,
-    dimensions: Optional[str] = DimensionsOpt,
+    dimensions: Optional[str] = DimensionsOpt, backend: str = BackendOpt, backend_args: Optional[str] = BackendArgsOpt,
     executor: str = typer.Option("local", "--executor", help="local (this process) or ray (Ray actors, one per GPU; pip install \"culturealign[ray]\")"),
     address: Optional[str] = typer.Option(None, "--address", help="with --executor ray: the cluster to join (auto, or ray://host:10001); default: a local Ray on this machine"),
     actors: Optional[int] = typer.Option(None, "--actors", help="with --executor ray: actors (default: one per GPU, else one per CPU)"),
@@ -459,7 +432,7 @@ def experiment(
     from .measure import Session
     from .objective import parse_dimensions
     from .softprompt import SoftPromptConfig
-    from .targets import all_countries, lookup_many
+    from .targets import all_countries, check_dimensions, lookup_many
 
     if executor not in ("local", "ray"):
         raise CultureAlignError(f"unknown executor '{executor}': use local or ray")
@@ -475,9 +448,9 @@ def experiment(
             targets = lookup_many([c.strip() for c in countries.split(",") if c.strip()])
         if not targets:
             raise CultureAlignError("give at least one country with --countries (see `culturealign countries`)")
-        for t in targets:
-            t.vector(dims)
-        mcfg = _config(model, device, dtype, None, constants, False, dimensions)
+        check_dimensions(targets, dims)
+        mcfg = _config(model, device, dtype, None, constants, False, dimensions, backend=backend,
+                       backend_args=backend_args)
         soft = SoftPromptConfig(n_tokens=n_tokens, placement=placement, space=space, subspace_dim=subspace_dim,
                                 scale=scale)
         acfg = AlignConfig(country="", optimizer=optimizer, popsize=popsize, budget=budget, steps=steps, lr=lr,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 import math
 import numbers
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from .errors import CultureAlignError
 from .instrument import DIMENSIONS, MAS_WEIGHT_MANUAL
@@ -176,6 +176,16 @@ def normalise_dimensions(spec) -> list[str] | None:
     return [d for d in DIMENSIONS if d in names]
 
 
+def _check_backend_args(args) -> None:
+    """``backend_args``: an object of option names to plain values (as ``--backend-args k=v`` gives), so that
+    run.json records it and a resumed run passes it on unchanged."""
+    plain = (str, int, float, bool, type(None))
+    if not isinstance(args, dict) or not all(isinstance(k, str) and k.isidentifier() and isinstance(v, plain)
+                                             for k, v in args.items()):
+        raise CultureAlignError(f"backend_args must map option names to numbers, strings, true/false or null, "
+                                f"not {args!r:.80}")
+
+
 def _registered_optimizer(name) -> bool:
     """Whether ``name`` is a black-box optimiser registered beyond the built-in ones (with
     :func:`culturealign.optimizers.register_optimizer`; kept as the plain string). Registering one imports that
@@ -207,6 +217,8 @@ class MeasureConfig:
     max_memory_mb: float | None = None    # batches shrink to fit this (estimated) memory per forward pass
     scoring: Scoring = Scoring.AUTO
     dimensions: list[str] | None = None   # None = all six
+    backend: str = "hf"                   # the engine that runs the model (culturealign.backends: hf, vllm, ...)
+    backend_args: dict = field(default_factory=dict)  # options for the backend's constructor (--backend-args)
 
     def __post_init__(self) -> None:
         if self.questionnaire is not None and not isinstance(self.questionnaire, str):
@@ -225,6 +237,18 @@ class MeasureConfig:
             raise CultureAlignError(f"--max-memory must be a positive number of MB, not {self.max_memory_mb}")
         if not math.isfinite(self.mas_weight):
             raise CultureAlignError(f"the MAS weight must be a finite number, not {self.mas_weight}")
+        from .backends import check_backend_name
+
+        check_backend_name(self.backend)
+        _check_backend_args(self.backend_args)
+
+    def updated(self, **changes) -> "MeasureConfig":
+        """A copy with ``changes`` applied; a None value keeps the field as it is, and another ``backend`` without
+        ``backend_args`` starts with none (one engine's options do not fit another)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if changes.get("backend", self.backend) != self.backend:
+            changes.setdefault("backend_args", {})
+        return replace(self, **changes)
 
     def prompt(self, style: str) -> "PromptConfig":
         from .prompts import PromptConfig

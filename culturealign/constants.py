@@ -88,6 +88,15 @@ def _six_numbers(data) -> list[float]:
     return out
 
 
+def resolve(spec: str, fit_anchored: Callable[[], Constants]) -> Constants:
+    """The constants ``spec`` names: ``zero``, ``anchored`` (``fit_anchored()``: needs a model) or a JSON file."""
+    if spec == "zero":
+        return zero()
+    if spec == "anchored":
+        return fit_anchored()
+    return from_file(spec)
+
+
 def anchored(raw_indices_for: Callable[[str], np.ndarray], cache_key: dict,
              references: tuple[str, ...] = REFERENCE_COUNTRIES, refit: bool = False) -> Constants:
     """Fit anchored constants; ``raw_indices_for(country)`` measures the raw (C = 0) indices with a persona.

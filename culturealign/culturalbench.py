@@ -17,9 +17,8 @@ from typing import Sequence
 import numpy as np
 
 from .errors import CultureAlignError
-from .models import LoadedModel
+from .backends.base import Backend, as_backend
 from .prompts import SurveyRow, render_chat
-from .scoring import SurveyScorer
 from .softprompt import SoftPrompt
 from .targets import lookup
 
@@ -100,7 +99,7 @@ def user_prompt(judgement: Judgement) -> str:
 
 
 def judgement_rows(tokenizer, judgements: Sequence[Judgement], system: str | None = None) -> list[SurveyRow]:
-    """One chat row per judgement (``item`` = its index in ``judgements``), ready for :class:`SurveyScorer`.
+    """One chat row per judgement (``item`` = its index in ``judgements``), ready for a backend's scorer.
 
     ``system``: an optional system message, e.g. :func:`culturealign.prompts.system_message` for persona / icl.
     """
@@ -111,16 +110,18 @@ def judgement_rows(tokenizer, judgements: Sequence[Judgement], system: str | Non
     return rows
 
 
-def score_judgements(lm: LoadedModel, judgements: Sequence[Judgement], system: str | None = None,
+def score_judgements(backend: Backend, judgements: Sequence[Judgement], system: str | None = None,
                      soft_prompt: SoftPrompt | None = None, batch_size: int = 24) -> np.ndarray:
     """p(True) ``(n_judgements,)``: the model's next-token probability of "True", renormalised over True/False.
 
-    A soft prompt is placed as in alignment (its own ``placement``, prefix or suffix).
+    backend: the model (a ``LoadedModel`` is wrapped in the ``hf`` backend). A soft prompt is placed as in
+    alignment (its own ``placement``, prefix or suffix).
     """
     if not judgements:
         return np.zeros(0)
-    rows = judgement_rows(lm.tokenizer, judgements, system)
-    scorer = SurveyScorer(lm.model, lm.tokenizer, rows, labels=LABELS, batch_size=batch_size)
+    backend = as_backend(backend)
+    rows = judgement_rows(backend.tokenizer, judgements, system)
+    scorer = backend.scorer(rows, LABELS, batch_size)
     if soft_prompt is None:
         result = scorer.score(None)
     else:

@@ -1,23 +1,25 @@
 """Evaluating alignment: the paper's comparison of a learned soft prompt against prompting baselines."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from .config import MeasureConfig
+from .errors import CultureAlignError
 from .instrument import DIMENSIONS
 from .measure import Session, measurement_record
 from .runs import load_run
-from .softprompt import SoftPrompt
-from .targets import CountryTarget
+from .softprompt import SoftPrompt, load_soft_prompt
+from .targets import CountryTarget, check_dimensions, lookup
 
 BASELINES = ("naive", "persona", "icl")
 
 
 def load_run_prompt(run_dir: str | Path, session: Session) -> tuple[SoftPrompt, str]:
     """The soft prompt of a run folder (checked against the model) and the prompt style it was trained with."""
-    hidden = session.lm.model.get_input_embeddings().weight.shape[1]
-    prompt = SoftPrompt.load(run_dir, expected_hidden_size=hidden)
+    prompt = load_soft_prompt(run_dir, session.backend)
     return prompt, prompt.metadata.get("prompt", "naive")
 
 
@@ -39,7 +41,7 @@ def compare(session: Session, country: CountryTarget, soft_prompts: dict[str, So
         records[style] = measurement_record(session.questionnaire, objective, session.answers(style, country), style)
     for label, item in (soft_prompts or {}).items():
         prompt, style = item if isinstance(item, tuple) else (item, item.metadata.get("prompt", "naive"))
-        answers = session.answers(style, country, prompt.embeddings.unsqueeze(0), prompt.placement)
+        answers = session.answers(style, country, prompt)
         records[label] = measurement_record(session.questionnaire, objective, answers, style)
     for label, rec in records.items():
         rows.append({"method": label, "indices": {d: rec["indices"][d]["model"] for d in DIMENSIONS},
@@ -48,22 +50,44 @@ def compare(session: Session, country: CountryTarget, soft_prompts: dict[str, So
             "constants": constants.to_dict(), "rows": rows}
 
 
+def compare_runs(runs: list[str | Path], country: str | None = None, settings: dict | None = None,
+                 on_session=None) -> dict:
+    """:func:`compare` for the soft prompts of run folders ``runs``, measured with the first run's settings (or the
+    defaults without a run) and its country unless ``country`` is given. ``settings`` overrides measurement fields
+    (``model``, ``constants``, ``dimensions``, ``device``, ``dtype``, ``backend``, ...; a None value keeps the run's).
+    ``on_session()`` is called once the target is checked, before the model loads (the CLI refuses an existing
+    output file there). The result carries the session's provenance."""
+    base = MeasureConfig()
+    if runs:
+        _, saved = load_run(runs[0])
+        base, country = saved.measure, country or saved.country
+    if country is None:
+        raise CultureAlignError("give --country or a run folder")
+    base = base.updated(**(settings or {}))
+    target = lookup(country)
+    check_dimensions([target], base.dimensions)
+    if on_session:
+        on_session()
+    session = Session(base)
+    result = compare(session, target, {str(r): load_run_prompt(r, session) for r in runs})
+    result["provenance"] = session.provenance()
+    return result
+
+
 def robustness(run_dir: str | Path, questionnaire: str | Path | None = None, device: str = "cpu",
-               dtype: str = "float32") -> dict:
+               dtype: str = "float32", backend: str | None = None, backend_args: dict | None = None) -> dict:
     """The aligned profile and loss of a run's soft prompt on its training survey, with each option order alone,
-    and (if given) on another questionnaire file, all under the run's own constants.
+    and (if given) on another questionnaire file, all under the run's own constants (and in the run's backend
+    unless ``backend`` is given).
 
     Returns ``{"country", "loss_dimensions", "constants", "conditions": [{"condition", "questionnaire", "order",
     "loss", "indices", "diagnostics"}]}``; the first condition is the training one.
     """
-    from dataclasses import replace
-
     from . import constants as consts
-    from .targets import lookup
 
     run_dir = Path(run_dir)
     run, config = load_run(run_dir)
-    train = replace(config.measure, device=device, dtype=dtype)
+    train = config.measure.updated(device=device, dtype=dtype, backend=backend, backend_args=backend_args)
     fixed = consts.Constants(np.array([run["constants"]["values"][d] for d in DIMENSIONS], dtype=float),
                              run["constants"]["kind"], {"from_run": str(run_dir)})
     country = lookup(config.country)
@@ -73,12 +97,12 @@ def robustness(run_dir: str | Path, questionnaire: str | Path | None = None, dev
             conditions.append((f"{order} order only", replace(train, order=order)))
     if questionnaire is not None:
         conditions.append((f"questionnaire {Path(questionnaire).name}", replace(train, questionnaire=str(questionnaire))))
-    lm, out = None, []
+    backend, out = None, []
     for name, cfg in conditions:
-        session = Session(cfg, lm=lm, constants=fixed)
-        lm = session.lm
+        session = Session(cfg, constants=fixed, backend=backend)
+        backend = session.backend  # loaded once, measured under every condition
         prompt, style = load_run_prompt(run_dir, session)
-        rec = session.measure(country, style, prompt.embeddings.unsqueeze(0), prompt.placement)
+        rec = session.measure(country, style, prompt)
         plain = session.measure(country, style)
         out.append({"condition": name, "questionnaire": session.questionnaire.source, "order": cfg.order,
                     "loss": rec["loss"], "plain_loss": plain["loss"],

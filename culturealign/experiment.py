@@ -170,7 +170,7 @@ def _culturalbench(session: Session, country, style: str, soft: SoftPrompt | Non
     except CultureAlignError:
         return None  # the benchmark has no questions for this country
     system = system_message(style, country, session.questionnaire)
-    p_true = score_judgements(session.lm, judgements, system, soft, session.config.batch_size)
+    p_true = score_judgements(session.backend, judgements, system, soft, session.config.batch_size)
     metrics = culturalbench_metrics(judgements, p_true)
     return {k: metrics[k] for k in ("judgement_accuracy", "question_accuracy", "n_questions")}
 

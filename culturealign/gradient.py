@@ -31,6 +31,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .backends.base import require_gradients
 from .errors import CultureAlignError
 from .instrument import DIMENSIONS, N_ITEMS, N_OPTIONS
 from .survey import Survey
@@ -135,13 +136,13 @@ def reach(session, country=None, style: str = "naive", soft=None, steps: int = 1
     from .config import SoftPromptConfig
     from .softprompt import initial_embeddings
 
+    require_gradients(session.backend, "reach")
     soft = soft or SoftPromptConfig()
     dims = list(dimensions or DIMENSIONS)
     survey = session.survey(style, country)
     constants = session.constants_for(country) if country else session.constants
     grad = SurveyGradient(survey, constants.values, soft.placement, checkpointing)
-    p0 = initial_embeddings(soft, session.lm.model.get_input_embeddings(), session.lm.tokenizer,
-                            country.name if country else None, seed)
+    p0 = initial_embeddings(soft, session.backend, session.backend.tokenizer, country.name if country else None, seed)
     out: dict = {}
     for dim in dims:
         d = DIMENSIONS.index(dim)

@@ -9,14 +9,44 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from pathlib import Path
+from typing import Sequence
+
 from .config import MeasureConfig  # noqa: F401  (re-exported: measure.MeasureConfig)
+from .errors import CultureAlignError
 from .instrument import DIMENSIONS, Questionnaire
 from .objective import Objective
 from .session import Session, library_versions  # noqa: F401  (re-exported: measure.Session)
 from .survey import SurveyAnswers
+from .targets import CountryTarget, check_dimensions, lookup
 
 ORDER_WARNING_R = 0.3
 SPREAD_WARNING = 0.1
+
+
+def measure_countries(config: MeasureConfig, countries: Sequence[str | CountryTarget], style: str = "persona",
+                      soft_prompt: str | Path | None = None, session: Session | None = None,
+                      before_load=None) -> dict:
+    """What ``culturealign measure`` prints and writes: every country measured under prompt ``style`` (with the
+    soft prompt of a run folder, if given), with provenance, constants and Kendall's tau over the countries.
+
+    The countries and their dimensions are checked before the model loads; ``before_load()`` is called then (the
+    CLI refuses an existing output file there). ``session``: an already loaded one (else built from ``config``).
+    """
+    from .softprompt import load_soft_prompt
+
+    if not countries:
+        raise CultureAlignError("give at least one --country (see `culturealign countries`)")
+    targets = [c if isinstance(c, CountryTarget) else lookup(c) for c in countries]
+    check_dimensions(targets, config.dimensions)
+    if before_load:
+        before_load()
+    session = session or Session(config)
+    prompt = load_soft_prompt(soft_prompt, session.backend) if soft_prompt else None
+    records = [session.measure(t, style, prompt) for t in targets]
+    return {"provenance": session.provenance(), "constants": session.constants.to_dict(),
+            "soft_prompt": str(soft_prompt) if soft_prompt else None, "results": records,
+            "kendall_tau": kendall_tau(records)}
 
 
 def measurement_record(questionnaire: Questionnaire, objective: Objective, answers: SurveyAnswers,

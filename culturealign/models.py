@@ -95,10 +95,13 @@ def resolve_device(device: str | None) -> torch.device:
     return dev
 
 
-def load_model(model_id: str = DEFAULT_MODEL, device: str | None = "cpu", dtype: str | None = "float32") -> LoadedModel:
-    """Load a causal LM and its tokenizer, frozen and in eval mode.
+def load_model(model_id: str = DEFAULT_MODEL, device: str | None = "cpu", dtype: str | None = "float32",
+               **from_pretrained) -> LoadedModel:
+    """Load a causal LM and its tokenizer, frozen and in eval mode (the loader of the ``hf`` backend).
 
     ``model_id`` is ``"default"``, a local folder, or a Hugging Face id (needs the hub or its local cache).
+    ``from_pretrained``: further options for ``from_pretrained`` (``revision``, ``attn_implementation``,
+    ``trust_remote_code``); the tokenizer gets ``revision`` and ``trust_remote_code``.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -114,8 +117,9 @@ def load_model(model_id: str = DEFAULT_MODEL, device: str | None = "cpu", dtype:
                                 "or a folder saved with save_pretrained")
     torch_dtype, dev = resolve_dtype(dtype), resolve_device(device)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+        tokenizer = AutoTokenizer.from_pretrained(path, **{k: v for k, v in from_pretrained.items()
+                                                           if k in ("revision", "trust_remote_code")})
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **from_pretrained)
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CultureAlignError(f"could not load model '{model_id}': {first}. Pass --model default, a local folder "

@@ -1,11 +1,13 @@
-"""The measurement context: :class:`Session` loads the model and questionnaire once, resolves the constants, and
-builds surveys, objectives and measurement records (:meth:`Session.measure`) for every command.
+"""The measurement context: :class:`Session` loads the model (in the configured backend) and the questionnaire
+once, resolves the constants, and builds surveys, objectives and measurement records (:meth:`Session.measure`) for
+every command.
 
 >>> from culturealign.toymodels import make_model, make_tokenizer
+>>> from culturealign.backends.hf import HFBackend
 >>> from culturealign.models import LoadedModel
 >>> from culturealign.targets import lookup
->>> tok = make_tokenizer(); lm = LoadedModel(make_model(tok), tok, "tiny", "tiny")
->>> session = Session(MeasureConfig(constants="zero", order="forward"), lm=lm)
+>>> tok = make_tokenizer(); backend = HFBackend(LoadedModel(make_model(tok), tok, "tiny", "tiny"))
+>>> session = Session(MeasureConfig(constants="zero", order="forward"), backend=backend)
 >>> record = session.measure(lookup("CN"), "naive")      # one country, JSON-ready
 >>> sorted(record["indices"]), len(record["items"]), record["constants"]["kind"]
 (['IDV', 'IVR', 'LTO', 'MAS', 'PDI', 'UAI'], 24, 'zero')
@@ -20,11 +22,14 @@ import torch
 
 from . import __version__
 from . import constants as consts
+from .backends import load_backend
+from .backends.base import Backend, as_backend
 from .config import MeasureConfig
 from .errors import CultureAlignError
 from .instrument import Questionnaire
-from .models import LoadedModel, load_model, weights_fingerprint
+from .models import LoadedModel
 from .objective import Objective, parse_dimensions
+from .softprompt import SoftPrompt
 from .survey import Survey, SurveyAnswers
 from .targets import CountryTarget, lookup
 
@@ -40,17 +45,26 @@ def library_versions() -> dict[str, str]:
 
 
 class Session:
-    """A loaded model and questionnaire with resolved constants: the context of every command."""
+    """A loaded model (a :class:`~culturealign.backends.base.Backend`) and questionnaire with resolved constants:
+    the context of every command.
 
-    def __init__(self, config: MeasureConfig, lm: LoadedModel | None = None,
-                 constants: consts.Constants | None = None):
+    config: the measurement settings; the model is loaded from ``config.model`` in ``config.backend`` with
+    ``config.backend_args`` unless ``backend`` (an already loaded backend, or a ``LoadedModel``, which is wrapped in
+    the ``hf`` backend; ``lm`` is the older name of this argument) is given. constants: fixed constants instead of
+    resolving ``config.constants``.
+    """
+
+    def __init__(self, config: MeasureConfig, lm: Backend | LoadedModel | None = None,
+                 constants: consts.Constants | None = None, backend: Backend | LoadedModel | None = None):
         if config.answer_mode not in ("distribution", "sample"):
             raise CultureAlignError("--answer-mode must be 'distribution' or 'sample'")
         self.config = config
         self.dimensions = parse_dimensions(config.dimensions)
         self.questionnaire = Questionnaire.load(config.questionnaire).with_mas_weight(config.mas_weight)
         config.prompt("naive")  # validates labels and order before the model loads
-        self.lm = lm or load_model(config.model, config.device, config.dtype)
+        given = backend if backend is not None else lm
+        self.backend = (as_backend(given) if given is not None else
+                        load_backend(config.backend, config.model, config.device, config.dtype, **config.backend_args))
         self._surveys: dict[tuple, Survey] = {}
         self._constants = constants  # None: resolved from config.constants on first use
         self._constants_for: dict[str, consts.Constants] = {}
@@ -59,38 +73,46 @@ class Session:
     def survey(self, style: str, country: CountryTarget | None) -> Survey:
         key = (style, country.code if country and style != "naive" else None)
         if key not in self._surveys:
-            self._surveys[key] = Survey(self.lm, self.questionnaire, self.config.prompt(style),
+            self._surveys[key] = Survey(self.backend, self.questionnaire, self.config.prompt(style),
                                         country if style != "naive" else None, self.config.batch_size,
                                         scoring=self.config.scoring, max_memory_mb=self.config.max_memory_mb)
         return self._surveys[key]
 
-    def answers(self, style: str, country: CountryTarget | None, soft_prompt: torch.Tensor | None = None,
-                placement: str = "prefix") -> SurveyAnswers:
+    @property
+    def lm(self) -> LoadedModel:
+        """The Hugging Face model and tokenizer of an ``hf`` session (for code written before backends)."""
+        loaded = getattr(self.backend, "loaded", None)
+        if loaded is None:
+            raise CultureAlignError(f"this needs the Hugging Face model itself, which the '{self.backend.name}' "
+                                    "backend does not hold: use --backend hf")
+        return loaded
+
+    def answers(self, style: str, country: CountryTarget | None, soft_prompt: SoftPrompt | None = None
+                ) -> SurveyAnswers:
+        """The survey's answers under prompt ``style``, with ``soft_prompt`` (placed as it says) or without."""
         survey = self.survey(style, country)
+        soft, placement = (soft_prompt.embeddings.unsqueeze(0), soft_prompt.placement) if soft_prompt else (None, "prefix")
         if self.config.answer_mode == "sample":
-            return survey.sample(self.config.samples, self.config.seed, soft_prompt, placement)
-        return survey.answer(soft_prompt, placement)
+            return survey.sample(self.config.samples, self.config.seed, soft, placement)
+        return survey.answer(soft, placement)
 
     @property
     def constants(self) -> consts.Constants:
         """The constants of the configuration: for ``anchored``, the fit over every reference country (a target that
         is one of them is scored with :meth:`constants_for`, which leaves it out)."""
         if self._constants is None:
-            spec = self.config.constants
-            if spec == "zero":
-                self._constants = consts.zero()
-            elif spec == "anchored":
-                param = next(self.lm.model.parameters())
-                key = consts.constants_cache_key(self.lm.resolved_path, self.questionnaire,
-                                                 {**self.config.prompt("persona").to_dict(),
-                                                  "answer_mode": self.config.answer_mode,
-                                                  "samples": self.config.samples, "seed": self.config.seed},
-                                                 self.config.scoring, dtype=str(param.dtype).replace("torch.", ""),
-                                                 device=str(param.device), weights=weights_fingerprint(self.lm.model))
-                self._constants = consts.anchored(self._raw_persona_indices, key)
-            else:
-                self._constants = consts.from_file(spec)
+            self._constants = consts.resolve(self.config.constants, self._fit_anchored)
         return self._constants
+
+    def _fit_anchored(self) -> consts.Constants:
+        identity = self.backend.fingerprint()  # the model's path, dtype, device and weights (and the engine's own)
+        key = consts.constants_cache_key(identity.pop("model"), self.questionnaire,
+                                         {**self.config.prompt("persona").to_dict(),
+                                          "answer_mode": self.config.answer_mode,
+                                          "samples": self.config.samples, "seed": self.config.seed},
+                                         self.config.scoring, dtype=identity.pop("dtype"),
+                                         device=identity.pop("device"), weights=identity.pop("weights"))
+        return consts.anchored(self._raw_persona_indices, {**key, **identity})
 
     def constants_for(self, country: CountryTarget) -> consts.Constants:
         """The constants to score ``country`` with: under anchored constants fitted without it when it is one of the
@@ -108,18 +130,16 @@ class Session:
         return Objective(self.questionnaire, self.constants_for(country).values, country, self.dimensions)
 
     def provenance(self) -> dict:
-        return {"config": self.config.to_dict(), "model": {"id": self.lm.model_id, "path": self.lm.resolved_path,
-                "hidden_size": self.lm.model.get_input_embeddings().weight.shape[1]},
+        return {"config": self.config.to_dict(), "model": self.backend.provenance(),
                 "questionnaire": self.questionnaire.source, "versions": library_versions(),
                 "argv": sys.argv}
 
     # ---- the measurement record -----------------------------------------------------------------------------------
-    def measure(self, country: CountryTarget, style: str, soft_prompt: torch.Tensor | None = None,
-                placement: str = "prefix") -> dict:
+    def measure(self, country: CountryTarget, style: str, soft_prompt: SoftPrompt | None = None) -> dict:
         """One country's measurement as a JSON-ready dict (schema in the README)."""
         from .measure import measurement_record  # measure.py re-exports Session: imported here, not at the top
 
         objective = self.objective(country)  # fails early on a missing dimension
-        answers = self.answers(style, country, soft_prompt, placement)
+        answers = self.answers(style, country, soft_prompt)
         return {**measurement_record(self.questionnaire, objective, answers, style),
                 "constants": self.constants_for(country).to_dict()}

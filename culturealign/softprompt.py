@@ -31,38 +31,40 @@ SOFT_PROMPT_JSON = "soft_prompt.json"
 PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
-def _embed(embedding: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
-    """Input embeddings as the model sees them: through the embedding module, so a model that scales its
-    embeddings inside it (Gemma multiplies by sqrt(hidden)) gets soft prompts at the right scale."""
-    device = embedding.weight.device
-    with torch.no_grad():
-        return embedding(ids.to(device)).detach().float().cpu()
+def _embeddings(source):
+    """``source`` as something with ``embed(ids)`` and ``embedding_matrix()``: a backend as it is, or a model's
+    input-embedding module (older callers) through the ``hf`` backend's lookup."""
+    if hasattr(source, "embed") and hasattr(source, "embedding_matrix"):
+        return source
+    from .backends.hf import EmbeddingLookup
+
+    return EmbeddingLookup(source)
 
 
-def embedding_scale(embedding: torch.nn.Module, sample: int = 4096) -> float:
-    """The standard deviation of the model's input embeddings: the weight matrix's, times the factor by which the
-    embedding module scales its rows (1 for most models; measured on the first ``sample`` rows)."""
-    weight = embedding.weight.detach()
-    ids = torch.arange(min(sample, weight.shape[0]))
-    ratio = float(_embed(embedding, ids).std() / weight[ids.to(weight.device)].float().std())
-    return float(weight.float().std()) * ratio
+def embedding_scale(source) -> float:
+    """The standard deviation sigma of the input embeddings as the model sees them (a model that scales its
+    embeddings, as Gemma does by sqrt(hidden), has its rows scaled). ``source``: a backend (or an embedding
+    module)."""
+    return float(_embeddings(source).embedding_matrix().float().std())
 
 
-def initial_embeddings(config: SoftPromptConfig, embedding: torch.nn.Module, tokenizer, country_name: str | None,
+def initial_embeddings(config: SoftPromptConfig, source, tokenizer, country_name: str | None,
                        seed: int) -> torch.Tensor:
-    """The starting point p0 ``(n_tokens, hidden)``, float32 on the CPU."""
-    vocab, hidden = embedding.weight.shape
+    """The starting point p0 ``(n_tokens, hidden)``, float32 on the CPU. ``source``: a backend (or the model's
+    input-embedding module); ``tokenizer``: its tokenizer."""
+    lookup = _embeddings(source)
     gen = torch.Generator().manual_seed(seed)
     if config.init == "random":
-        return torch.randn(config.n_tokens, hidden, generator=gen) * embedding_scale(embedding)
+        return torch.randn(config.n_tokens, lookup.embedding_matrix().shape[1], generator=gen) * embedding_scale(lookup)
     if config.init == "vocab":
-        return _embed(embedding, torch.randint(0, vocab, (config.n_tokens,), generator=gen))
+        vocab = lookup.embedding_matrix().shape[0]
+        return lookup.embed(torch.randint(0, vocab, (config.n_tokens,), generator=gen))
     text = config.init_text or (f"You are a person from {country_name}." if country_name else "You are a person.")
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if not ids:
         raise CultureAlignError(f"--init-text {text!r} has no tokens")
     ids = (ids * (config.n_tokens // len(ids) + 1))[: config.n_tokens]
-    return _embed(embedding, torch.tensor(ids))
+    return lookup.embed(torch.tensor(ids))
 
 
 class PromptSpace:
@@ -138,6 +140,15 @@ class SoftPrompt:
         atomic_write_bytes(folder / "adapter_model.safetensors",
                            save({"prompt_embeddings": emb}, metadata={"format": "pt", **meta}))
 
+    def check_fits(self, hidden_size: int, where: str | Path = "") -> "SoftPrompt":
+        """This prompt, after checking that its width is the model's ``hidden_size`` (a clear error naming the
+        model it was learned for when not)."""
+        if self.embeddings.shape[1] != hidden_size:
+            raise CultureAlignError(f"soft prompt {where} has hidden size {self.embeddings.shape[1]} but the model "
+                                    f"has {hidden_size}: it was learned for another model "
+                                    f"({self.metadata.get('model', 'unknown')}); pass the matching --model")
+        return self
+
     @classmethod
     def load(cls, folder: str | Path, expected_hidden_size: int | None = None) -> "SoftPrompt":
         """Load a soft prompt folder (or file); a wrong hidden size or a corrupt file is a clear error.
@@ -146,7 +157,7 @@ class SoftPrompt:
         as float32) and string metadata with a ``placement`` of prefix or suffix (prefix if absent).
         """
         path = Path(folder)
-        file = path / SOFT_PROMPT_FILE if path.is_dir() else path
+        file = _prompt_file(path)
         if not file.is_file():
             raise CultureAlignError(f"no soft prompt at {path}: expected a folder written by `culturealign align` "
                                     f"(with {SOFT_PROMPT_FILE})")
@@ -175,10 +186,8 @@ class SoftPrompt:
         emb = emb.float()
         if not torch.isfinite(emb).all():
             raise CultureAlignError(f"soft prompt file {file}: 'embeddings' holds NaN or infinite values; {redo}")
-        if expected_hidden_size is not None and emb.shape[1] != expected_hidden_size:
-            raise CultureAlignError(f"soft prompt {file} has hidden size {emb.shape[1]} but the model has "
-                                    f"{expected_hidden_size}: it was learned for another model "
-                                    f"({meta.get('model', 'unknown')}); pass the matching --model")
+        if expected_hidden_size is not None:
+            cls(emb, "prefix", {"model": meta.get("model", "unknown")}).check_fits(expected_hidden_size, file)
         placement = meta.pop("placement", "prefix")
         if placement not in ("prefix", "suffix"):
             raise CultureAlignError(f"soft prompt file {file}: unknown placement {placement!r:.40} in its metadata "
@@ -198,6 +207,31 @@ class SoftPrompt:
             raise CultureAlignError(f"soft prompt file {file}: unknown prompt style {style!r:.40} in its metadata "
                                     f"(one of {', '.join(STYLES)}); {redo}")
         return cls(emb, placement, decoded)
+
+
+def load_soft_prompt(path: str | Path, backend) -> SoftPrompt:
+    """The soft prompt at ``path`` (a run folder or file), checked against ``backend``'s hidden size: a prompt
+    learned for another model is a clear error naming it."""
+    return SoftPrompt.load(path, expected_hidden_size=backend.hidden_size)
+
+
+def load_with_model(path: str | Path | None, model: str | None = None, device: str | None = "cpu",
+                    dtype: str | None = "float32", backend: str = "hf", backend_args: dict | None = None):
+    """A soft prompt (read once) and the model to use it with: ``model`` if given, else the model the prompt was
+    learned for, else the default, loaded in ``backend``. Returns ``(backend, SoftPrompt | None)``; a prompt that
+    does not fit the model is a clear error."""
+    from .backends import load_backend
+
+    prompt = SoftPrompt.load(path) if path else None
+    chosen = model or (prompt.metadata.get("model") if prompt else None) or "default"
+    loaded = load_backend(backend, chosen, device, dtype, **(backend_args or {}))
+    if prompt is not None:
+        prompt.check_fits(loaded.hidden_size, _prompt_file(Path(path)))
+    return loaded, prompt
+
+
+def _prompt_file(path: Path) -> Path:
+    return path / SOFT_PROMPT_FILE if path.is_dir() else path
 
 
 #: Metadata saved as plain strings (``SoftPrompt.save`` writes a string value as it is).

@@ -1,6 +1,6 @@
 """A model taking the survey: answer distributions per item, in answer order, with order diagnostics.
 
-:class:`Survey` binds a model, a questionnaire, a prompt configuration and (for persona / icl) a country.
+:class:`Survey` binds a backend (the model), a questionnaire, a prompt configuration and (for persona / icl) a country.
 ``Survey.answer(soft_prompts)`` returns :class:`SurveyAnswers` for a batch of candidates in one call.
 """
 from __future__ import annotations
@@ -11,11 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .backends.base import Backend, as_backend
 from .errors import CultureAlignError
 from .instrument import N_ITEMS, N_OPTIONS, Questionnaire
-from .models import LoadedModel
 from .prompts import LABELS, PromptConfig, build_rows
-from .scoring import SurveyScorer
 from .targets import CountryTarget
 
 ANSWERS = np.arange(1, N_OPTIONS + 1, dtype=float)
@@ -91,18 +90,20 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
 class Survey:
     """The 24 items put to one model under one prompt configuration."""
 
-    def __init__(self, lm: LoadedModel, questionnaire: Questionnaire, prompt: PromptConfig,
+    def __init__(self, backend: Backend, questionnaire: Questionnaire, prompt: PromptConfig,
                  country: CountryTarget | None = None, batch_size: int = 24, use_cache: bool = True,
                  scoring: str = "auto", max_memory_mb: float | None = None):
-        self.lm, self.questionnaire, self.prompt, self.country = lm, questionnaire, prompt, country
-        self.rows = build_rows(questionnaire, lm.tokenizer, prompt, country)
+        backend = as_backend(backend)  # a LoadedModel is wrapped in the hf backend
+        self.backend, self.questionnaire, self.prompt, self.country = backend, questionnaire, prompt, country
+        self.rows = build_rows(questionnaire, backend.tokenizer, prompt, country)
         self.orders = ["forward", "reverse"] if prompt.order == "both" else [prompt.order]
-        self.scorer = SurveyScorer(lm.model, lm.tokenizer, self.rows, LABELS[prompt.labels], batch_size,
-                                   use_cache, scoring, max_memory_mb)
+        # engine-specific options only when they differ from the default, so any backend takes the common case
+        options = {**({} if use_cache else {"use_cache": False}), **({} if scoring == "auto" else {"scoring": scoring})}
+        self.scorer = backend.scorer(self.rows, LABELS[prompt.labels], batch_size, max_memory_mb, **options)
 
     @property
     def hidden_size(self) -> int:
-        return self.scorer.hidden_size
+        return self.backend.hidden_size
 
     def answer(self, soft_prompts: torch.Tensor | None = None, placement: str = "prefix") -> SurveyAnswers:
         """Answer distributions for ``soft_prompts`` ``(P, n_tokens, hidden)`` (or the plain model)."""
@@ -131,22 +132,18 @@ class Survey:
         if n_samples < 1:
             raise CultureAlignError("--samples must be at least 1")
         labels = LABELS[self.prompt.labels]
-        tok, model = self.lm.tokenizer, self.lm.model
+        if not hasattr(self.scorer, "sample"):
+            raise CultureAlignError(f"the '{self.backend.name}' backend does not generate replies for sample mode: "
+                                    "use --answer-mode distribution or --backend hf")
         counts = np.zeros((1, len(self.rows), N_OPTIONS))
         unparsed = np.zeros((1, len(self.rows)))
         if soft_prompt is not None and soft_prompt.dim() == 3 and soft_prompt.shape[0] != 1:
             raise CultureAlignError(f"sample mode answers with one soft prompt at a time, not a batch of "
                                     f"{soft_prompt.shape[0]}: pass (n_tokens, hidden) or (1, n_tokens, hidden)")
         soft = soft_prompt[0] if soft_prompt is not None and soft_prompt.dim() == 3 else soft_prompt
-        torch.manual_seed(seed)
-        for r in range(len(self.rows)):
-            embeds = self.scorer.sequence_embeds(soft, r, placement).unsqueeze(0)
-            out = model.generate(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long,
-                                 device=embeds.device), do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
-                                 max_new_tokens=max_new_tokens, num_return_sequences=n_samples,
-                                 pad_token_id=tok.pad_token_id)
-            # generating from inputs_embeds returns only the new tokens
-            for text in tok.batch_decode(out, skip_special_tokens=True):
+        replies = self.scorer.sample(soft, placement, n_samples, seed, max_new_tokens, temperature)
+        for r, texts in enumerate(replies):
+            for text in texts:
                 answer = parse_answer(text, labels)
                 if answer is None:
                     unparsed[0, r] += 1

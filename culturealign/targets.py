@@ -130,3 +130,14 @@ def _alias_index() -> dict[str, CountryTarget]:
 
 def lookup_many(queries: Iterable[str]) -> list[CountryTarget]:
     return [lookup(q) for q in queries]
+
+
+def check_dimensions(targets: Iterable[CountryTarget], dimensions: str | Sequence[str] | None = None) -> list[str]:
+    """The loss dimensions (``"LTO,IVR"``, a list, or None for all six), after checking that every target has a
+    published score for each: a missing one fails here, before any model loads."""
+    from .config import normalise_dimensions
+
+    dims = list(DIMENSIONS) if dimensions is None else normalise_dimensions(dimensions)
+    for target in targets:
+        target.vector(dims)
+    return dims
