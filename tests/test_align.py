@@ -48,7 +48,7 @@ def test_same_seed_same_result_and_files(tmp_path, tiny_model, tiny_tokenizer):
     assert best == sorted(best, reverse=True) and best[-1] == pytest.approx(a["best"]["loss"])
     # the saved prompt reproduces the recorded loss and carries its provenance
     assert pa.metadata["country"] == "China" and pa.metadata["seed"] == 1 and pa.placement == "suffix"
-    rec = session.measure(lookup("CN"), "naive", pa.embeddings.unsqueeze(0), pa.placement)
+    rec = session.measure(lookup("CN"), "naive", pa)
     assert rec["loss"] == pytest.approx(a["best"]["loss"], abs=1e-4)
 
 

@@ -109,7 +109,7 @@ def test_adam_alignment_lowers_the_loss_and_writes_the_run(tmp_path, tiny_model,
     assert {"lr", "grad_norm", "best_PDI"} <= set(history[0])
     # the saved prompt reproduces the best loss when measured again, and is a PEFT adapter (prefix)
     prompt = SoftPrompt.load(tmp_path / "run")
-    rec = session.measure(lookup("CN"), "naive", prompt.embeddings.unsqueeze(0), prompt.placement)
+    rec = session.measure(lookup("CN"), "naive", prompt)
     assert rec["loss"] == pytest.approx(record["best"]["loss"], abs=1e-4)
     assert (tmp_path / "run" / "adapter_model.safetensors").is_file()
     # the checkpoint is safetensors: the state as JSON in the header, the prompt and Adam's moments as tensors

@@ -18,6 +18,7 @@ import importlib
 import inspect
 from typing import Any
 
+from ..config import DEFAULT_BACKEND  # noqa: F401  (re-exported)
 from ..errors import CultureAlignError
 
 #: name -> "module:Class" (not imported yet) or the class itself (registered directly, or imported once)
@@ -28,8 +29,6 @@ BACKENDS: dict[str, Any] = {
 
 #: how to install the engine of a built-in backend, named in the error when its import fails
 INSTALL_HINTS = {"vllm": "pip install 'culturealign[vllm]'"}
-
-DEFAULT_BACKEND = "hf"
 
 
 def register_backend(name: str, target: str | type | None = None):
