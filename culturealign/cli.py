@@ -430,9 +430,8 @@ def experiment(
     from .executors import LocalExecutor, RayExecutor
     from .experiment import ExperimentConfig, read_config, run_experiment
     from .measure import Session
-    from .objective import parse_dimensions
     from .softprompt import SoftPromptConfig
-    from .targets import all_countries, check_dimensions, lookup_many
+    from .targets import countries_for
 
     if executor not in ("local", "ray"):
         raise CultureAlignError(f"unknown executor '{executor}': use local or ray")
@@ -441,14 +440,7 @@ def experiment(
     if resume:
         config = read_config(out)
     else:
-        dims = parse_dimensions(dimensions)
-        if countries.strip().lower() == "all":
-            targets = [c for c in all_countries() if all(d in c.scores for d in dims)]
-        else:
-            targets = lookup_many([c.strip() for c in countries.split(",") if c.strip()])
-        if not targets:
-            raise CultureAlignError("give at least one country with --countries (see `culturealign countries`)")
-        check_dimensions(targets, dims)
+        targets = countries_for(countries, dimensions)
         mcfg = _config(model, device, dtype, None, constants, False, dimensions, backend=backend,
                        backend_args=backend_args)
         soft = SoftPromptConfig(n_tokens=n_tokens, placement=placement, space=space, subspace_dim=subspace_dim,

@@ -21,6 +21,7 @@ import enum
 import math
 import numbers
 from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Sequence
 
 from .errors import CultureAlignError
 from .instrument import DIMENSIONS, MAS_WEIGHT_MANUAL
@@ -175,6 +176,11 @@ def normalise_dimensions(spec) -> list[str] | None:
         raise CultureAlignError(f"unknown dimension(s) {unknown or spec}: use a comma-separated subset of "
                                 f"{','.join(DIMENSIONS)}")
     return [d for d in DIMENSIONS if d in names]
+
+
+def parse_dimensions(spec: str | Sequence[str] | None) -> list[str]:
+    """``"PDI,IDV"`` -> ``["PDI", "IDV"]``; None -> all six."""
+    return list(DIMENSIONS) if spec is None else normalise_dimensions(spec)
 
 
 def _check_backend_args(args) -> None:

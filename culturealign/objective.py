@@ -2,18 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
-from .config import normalise_dimensions
+from .config import parse_dimensions  # noqa: F401  (re-exported: objective.parse_dimensions)
 from .instrument import DIMENSIONS, Questionnaire
 from .targets import CountryTarget
-
-
-def parse_dimensions(spec: str | Sequence[str] | None) -> list[str]:
-    """``"PDI,IDV"`` -> ``["PDI", "IDV"]``; None -> all six."""
-    return list(DIMENSIONS) if spec is None else normalise_dimensions(spec)
 
 
 @dataclass

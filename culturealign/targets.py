@@ -16,6 +16,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pycountry
 
+from .config import parse_dimensions
 from .errors import CultureAlignError
 from .instrument import DIMENSIONS
 
@@ -135,9 +136,21 @@ def lookup_many(queries: Iterable[str]) -> list[CountryTarget]:
 def check_dimensions(targets: Iterable[CountryTarget], dimensions: str | Sequence[str] | None = None) -> list[str]:
     """The loss dimensions (``"LTO,IVR"``, a list, or None for all six), after checking that every target has a
     published score for each: a missing one fails here, before any model loads."""
-    from .config import normalise_dimensions
-
-    dims = list(DIMENSIONS) if dimensions is None else normalise_dimensions(dimensions)
+    dims = parse_dimensions(dimensions)
     for target in targets:
         target.vector(dims)
     return dims
+
+
+def countries_for(spec: str, dimensions: str | Sequence[str] | None = None) -> list[CountryTarget]:
+    """``"US,CN"`` or ``"all"`` (every country with a published score on each loss dimension) as targets, each
+    checked to have the loss ``dimensions``; none is a clear error."""
+    dims = parse_dimensions(dimensions)
+    if spec.strip().lower() == "all":
+        targets = [c for c in all_countries() if all(d in c.scores for d in dims)]
+    else:
+        targets = lookup_many([c.strip() for c in spec.split(",") if c.strip()])
+    if not targets:
+        raise CultureAlignError("give at least one country with --countries (see `culturealign countries`)")
+    check_dimensions(targets, dims)
+    return targets
