@@ -58,7 +58,7 @@ BackendArgsOpt = typer.Option(None, "--backend-args", help="options for the back
 
 def _config(model, device, dtype, questionnaire, constants, cat_mas, dimensions, order="both", labels="letters",
             answer_prefix="", answer_mode="distribution", samples=20, seed=0, batch_size=24, max_memory=None,
-            backend="hf", backend_args=None):
+            backend=DEFAULT_BACKEND, backend_args=None):
     from .measure import MeasureConfig
     from .objective import parse_dimensions
 
