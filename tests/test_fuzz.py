@@ -80,8 +80,9 @@ def expect_clean(fn, *args):
 NASTY = [None, True, False, 0, -1, 1, 3, 5, 24, 25, 2.5, -0.0, 1e308, float("nan"), float("inf"), float("-inf"),
          10 ** 400, -(10 ** 30), "", " ", "x", "3", "3.5", "nan", "PDI", "lto", "m01", "prefix", "naive", "anchored",
          "China", "agreement", [], {}, [1], [[3.0]], {"a": 1}]
-leaves = st.one_of(st.sampled_from(NASTY), st.floats(allow_nan=True, allow_infinity=True), st.integers(-30, 30),
-                   st.text(max_size=4))
+# deep copies: a shared [] or {} edited by ``mutated`` would leak into later inputs (and can contain itself)
+leaves = st.one_of(st.sampled_from(NASTY).map(copy.deepcopy), st.floats(allow_nan=True, allow_infinity=True),
+                   st.integers(-30, 30), st.text(max_size=4))
 json_values = st.recursive(leaves, lambda kids: st.one_of(st.lists(kids, max_size=3),
                                                           st.dictionaries(st.text(max_size=4), kids, max_size=3)),
                            max_leaves=4)
