@@ -323,8 +323,8 @@ N_VALIDATION = 8              # fresh synthetic profiles (never trained on) whos
 
 
 def recipe_key(**settings) -> tuple[dict, str]:
-    recipe = {**DEFAULT_TRAINING, **settings, "respondents": N_RESPONDENTS,
-              "spread": SPREAD, "style": STYLE, "baseline": BASELINE, "trait": TRAIT, "noise": NOISE, "positions": POSITIONS, "order": ORDER,
+    recipe = {**DEFAULT_TRAINING, **settings, "respondents": N_RESPONDENTS, "spread": SPREAD, "style": STYLE,
+              "baseline": BASELINE, "trait": TRAIT, "noise": NOISE, "positions": POSITIONS, "order": ORDER,
               "extra_held_out": N_EXTRA_HELD_OUT, "min_l1": SYNTHETIC_MIN_L1, "version": RECIPE_VERSION}
     return recipe, hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
