@@ -21,11 +21,18 @@ The data (all synthetic at the item level, built from the published six-dimensio
   scores in one attention hop. With the digits as separate tokens it did not learn to read them in 1500 steps
   (cross-entropy stayed at the level of a model that ignores the text, also with an auxiliary "What is your PDI
   score?" task), because reading a digit's dimension takes a two-hop circuit.
+- **Training.** Each step draws ``batch`` rows, each its own (profile, position, item): a training country
+  (``country_share``), a synthetic profile, or untold (``untold_share``). The loss is the cross-entropy against the
+  respondents' answer distribution over the full vocabulary (so the mass goes to the options) plus ``index_weight``
+  x the Huber loss (delta 1) of the row's expected-answer error scaled by the item's weight in the index formulas
+  (the norm of its column of W, in index points): cross-entropy alone left the expected answers a few hundredths off,
+  which the formulas (weights 25-35 on item-mean differences) turn into tens of index points. The log reports the
+  stated-score L1 loss of fresh synthetic validation profiles (never trained on) per position.
 - **Held-out countries.** Of the 66 countries with all six scores, the four paper countries (U.S.A., China, India,
-  Saudi Arabia) and four more drawn at random are held out; the other 58 and 300 synthetic profiles (drawn from the
-  training countries' mean and covariance, none within 30 L1 points of a held-out country) are trained on.
+  Saudi Arabia) and four more drawn at random are held out; the other 58 and N_SYNTHETIC synthetic profiles (drawn
+  from the training countries' mean and covariance, none within 30 L1 points of a held-out country) are trained on.
 
-Usage (trains once, about 5 min single-threaded, caches; reports the fit and writes BENCHMARKS.md):
+Usage (trains once, cached; then reports the fit and writes BENCHMARKS.md):
     python benchmarks/planted_culture.py [--steps N] [--no-write]
 """
 from __future__ import annotations
@@ -50,7 +57,7 @@ from culturealign.toymodels import make_model, make_tokenizer
 
 PAPER_COUNTRIES = ("U.S.A.", "China", "India", "Saudi Arabia")
 N_EXTRA_HELD_OUT = 4          # held out besides the paper countries, drawn at random
-N_SYNTHETIC = 300             # synthetic training profiles
+N_SYNTHETIC = 2000            # synthetic training profiles
 SYNTHETIC_MIN_L1 = 30.0       # no synthetic profile within this L1 distance of a held-out country
 N_RESPONDENTS = 500
 SPREAD = 0.5                  # SD of the countries' item means from the latent factors, before the range shrink
@@ -60,7 +67,7 @@ TRAIT, NOISE = 0.25, 0.35      # respondent model: SD of the respondent's trait 
 POSITIONS = ("system", "before", "after")
 ORDER = "forward"  # options listed A..E as 1..5 only: see the module docstring of BENCHMARKS.md's planted section
 NEUTRAL_TEXT = "Please answer the following question."
-RECIPE_VERSION = 4
+RECIPE_VERSION = 5
 
 
 def six_dimension_countries() -> list[str]:
@@ -160,10 +167,12 @@ def distribution(answers: np.ndarray) -> np.ndarray:
     return np.stack([np.bincount(answers[:, i] - 1, minlength=N_OPTIONS) / len(answers) for i in range(N_ITEMS)])
 
 
-def synthetic_profiles(train: np.ndarray, held: np.ndarray, model: RespondentModel, n: int, seed: int) -> np.ndarray:
+def synthetic_profiles(train: np.ndarray, held: np.ndarray, model: RespondentModel, n: int, seed: int,
+                       rng: np.random.Generator | None = None) -> np.ndarray:
     """``n`` integer profiles from the training countries' mean and covariance, in the respondent model's range and
-    at least SYNTHETIC_MIN_L1 from every held-out country."""
-    rng = np.random.default_rng(seed + 1)
+    at least SYNTHETIC_MIN_L1 from every held-out country (drawn with ``rng``, else with a generator seeded by
+    ``seed``)."""
+    rng = np.random.default_rng(seed + 1) if rng is None else rng
     mean, cov = train.mean(axis=0), np.cov(train.T)
     out = []
     while len(out) < n:
@@ -217,6 +226,12 @@ class PlantedWorld:
                                        np.array([lookup(c).vector() for c in held]), model, n_synthetic, seed)
         return cls(train, held, constants, model, synthetic)
 
+    def draw(self, rng: np.random.Generator, n: int = 1) -> np.ndarray:
+        """``n`` fresh synthetic profiles (the same distribution and distance rule as :attr:`synthetic`)."""
+        return synthetic_profiles(np.array([lookup(c).vector() for c in self.train]),
+                                  np.array([lookup(c).vector() for c in self.held_out]), self.respondent_model, n, 0,
+                                  rng=rng)
+
     def profiles(self) -> list[tuple[str, np.ndarray]]:
         """The training profiles: (name, scores) of the training countries, then the synthetic ones."""
         return ([(c, lookup(c).vector()) for c in self.train]
@@ -232,24 +247,48 @@ class PlantedWorld:
         return np.mean([self.target(c, lookup(c).vector(), seed) for c in self.train], axis=0)
 
 
-def training_data(world: PlantedWorld, tokenizer, seed: int = 0, untold_share: float = 0.05):
-    """Survey rows and their target distributions (listed order): every profile in every position, plus the untold
-    rows repeated to make up about ``untold_share`` of the rows."""
-    q = Questionnaire.builtin()
-    rows, targets = [], []
-    for name, scores in world.profiles():
-        dist = world.target(name, scores, seed)
-        text = scores_text(scores)
-        for position in POSITIONS:
-            for row in conditioned_rows(q, tokenizer, text, position):
-                rows.append(row)
-                targets.append(dist[row.item - 1][::-1] if row.reversed else dist[row.item - 1])
-    untold = world.untold_target(seed)
-    copies = max(1, int(untold_share * len(rows) / N_ITEMS))
-    for row in conditioned_rows(q, tokenizer, None) * copies:
-        rows.append(row)
-        targets.append(untold[row.item - 1][::-1] if row.reversed else untold[row.item - 1])
-    return rows, np.array(targets)
+class SurveyTemplates:
+    """Whole surveys (24 rows, forward order) as left-padded token ids, one template per position plus the untold
+    rows; a profile's survey is its position's template with the six score tokens put in (each stated score is one
+    token, see :func:`score_tokens`), so any profile can be drawn without tokenising text."""
+
+    def __init__(self, tokenizer, first_score_id: int):
+        q = Questionnaire.builtin()
+        encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+        self.first_score_id = first_score_id
+        probe = scores_text(np.full(len(DIMENSIONS), 60))
+        seqs = []
+        for position in ("untold", *POSITIONS):
+            rows = conditioned_rows(q, tokenizer, None if position == "untold" else probe,
+                                    "system" if position == "untold" else position)
+            seqs += [encode(r.head) + encode(r.tail) for r in rows]
+        ids, mask, positions = left_pad(seqs, tokenizer.pad_token_id)
+        shape = (1 + len(POSITIONS), N_ITEMS, ids.shape[1])
+        self.ids, self.mask, self.positions = ids.view(shape), mask.view(shape), positions.view(shape)
+        slots = [torch.nonzero(row >= first_score_id).flatten() for row in self.ids[1:].reshape(-1, shape[2])]
+        if any(len(x) != len(DIMENSIONS) for x in slots):
+            raise ValueError("every conditioned row must hold exactly six score tokens")
+        self.slots = torch.stack(slots).view(len(POSITIONS), N_ITEMS, len(DIMENSIONS))
+
+    def survey(self, position: str, scores=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(ids, mask, position ids), each ``(24, L)``: ``scores`` stated in ``position``, or untold (None)."""
+        n = N_ITEMS
+        return self.rows(["untold" if scores is None else position] * n, list(range(n)), [scores] * n)
+
+    def rows(self, positions: list[str], items: list[int], scores: list) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                   torch.Tensor]:
+        """(ids, mask, position ids), each ``(len(items), L)``: row ``r`` is item ``items[r]`` (0-based) with
+        ``scores[r]`` stated in ``positions[r]``, or untold (position "untold", scores None)."""
+        k = torch.tensor([0 if p == "untold" else 1 + POSITIONS.index(p) for p in positions])
+        i = torch.tensor(items)
+        ids = self.ids[k, i].clone()
+        told = torch.nonzero(k > 0).flatten()
+        if len(told):
+            values = np.clip(np.rint(np.array([scores[r] for r in told.tolist()], dtype=float)), SCORE_VALUES[0],
+                             SCORE_VALUES[-1]).astype(int)
+            tokens = self.first_score_id + np.arange(len(DIMENSIONS)) * len(SCORE_VALUES) + values
+            ids[told[:, None], self.slots[k[told] - 1, i[told]]] = torch.from_numpy(tokens)
+        return ids, self.mask[k, i], self.positions[k, i]
 
 
 SCORE_VALUES = range(0, 121)
@@ -278,20 +317,48 @@ def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return input_ids, mask, (mask.cumsum(1) - 1).clamp(min=0)
 
 
-DEFAULT_TRAINING = dict(steps=2500, hidden=64, layers=2, seed=0, lr=3e-3, batch=32)
+DEFAULT_TRAINING = dict(steps=4000, hidden=64, layers=2, seed=0, lr=3e-3, batch=32, index_weight=0.3,
+                        country_share=0.3, untold_share=0.05, n_synthetic=N_SYNTHETIC, log_every=500)
+N_VALIDATION = 8              # fresh synthetic profiles (never trained on) whose stated-score loss is logged
 
 
 def recipe_key(**settings) -> tuple[dict, str]:
-    recipe = {**DEFAULT_TRAINING, **settings, "n_synthetic": N_SYNTHETIC, "respondents": N_RESPONDENTS,
-              "spread": SPREAD, "style": STYLE, "baseline": BASELINE, "trait": TRAIT, "noise": NOISE, "positions": POSITIONS, "order": ORDER,
+    recipe = {**DEFAULT_TRAINING, **settings, "respondents": N_RESPONDENTS, "spread": SPREAD, "style": STYLE,
+              "baseline": BASELINE, "trait": TRAIT, "noise": NOISE, "positions": POSITIONS, "order": ORDER,
               "extra_held_out": N_EXTRA_HELD_OUT, "min_l1": SYNTHETIC_MIN_L1, "version": RECIPE_VERSION}
     return recipe, hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def draw_rows(world: PlantedWorld, rng: np.random.Generator, targets: dict, untold: np.ndarray, n: int,
+              recipe: dict) -> tuple[list[str], list[int], list, np.ndarray]:
+    """``n`` training rows (positions, 0-based items, scores or None, ``(n, 5)`` targets), each its own draw:
+    untold with probability ``untold_share``, else a training country with probability ``country_share``, else a
+    synthetic profile; the position and the item drawn uniformly. ``targets``: name -> ``(24, 5)`` distribution
+    (:meth:`PlantedWorld.profiles` names)."""
+    synthetic = len(world.synthetic)
+    positions, items, scores, out = [], [], [], []
+    for _ in range(n):
+        item = int(rng.integers(N_ITEMS))
+        if rng.random() < recipe["untold_share"]:
+            positions.append("untold"), scores.append(None), out.append(untold[item])
+        else:
+            if rng.random() < recipe["country_share"] or not synthetic:
+                name = world.train[int(rng.integers(len(world.train)))]
+                profile = lookup(name).vector()
+            else:
+                j = int(rng.integers(synthetic))
+                name, profile = f"synthetic-{j}", world.synthetic[j]
+            positions.append(POSITIONS[int(rng.integers(len(POSITIONS)))]), scores.append(profile)
+            out.append(targets[name][item])
+        items.append(item)
+    return positions, items, scores, np.array(out)
+
+
 def train_planted(verbose: bool = True, **settings) -> LoadedModel:
     """Train (or load from the cache, keyed by a hash of every setting) the planted-culture model: a Llama of
-    ``layers`` x ``hidden`` with a BPE tokenizer (digits are single tokens), trained by cross-entropy against the
-    respondents' answer distributions over the full vocabulary. The folder also holds ``planted.json`` (the split,
+    ``layers`` x ``hidden`` with a BPE tokenizer (each stated score one token), ``batch`` rows per step drawn by
+    :func:`draw_rows`, against the respondents' answer distributions (loss: see the module docstring). The folder
+    also holds ``planted.json`` (the split,
     the constants, the training log) and ``constants.json`` (the constants C, for ``--constants``)."""
     recipe, key = recipe_key(**settings)
     folder = cache_dir() / "planted" / key
@@ -302,17 +369,22 @@ def train_planted(verbose: bool = True, **settings) -> LoadedModel:
                            f"planted-culture-{key}", str(folder))
     steps, seed, lr, batch = recipe["steps"], recipe["seed"], recipe["lr"], recipe["batch"]
     torch.manual_seed(seed)
-    world = PlantedWorld.build(seed)
+    world = PlantedWorld.build(seed, n_synthetic=recipe["n_synthetic"])
+    q = Questionnaire.builtin()
     tokenizer = make_tokenizer(extra_text=[NEUTRAL_TEXT] * 3, vocab_size=2000)
     first_score_id = len(tokenizer)
     tokenizer.add_tokens(score_tokens())
     model = make_model(tokenizer, seed=seed, hidden=recipe["hidden"], layers=recipe["layers"], heads=4,
                        head_scale=1.0, mlp_ratio=4)
-    rows, targets = training_data(world, tokenizer, seed)
-    scorer = SurveyScorer(model, tokenizer, rows, LABELS["letters"])
-    survey = left_pad([h + t for h, t in zip(scorer.head_ids, scorer.tail_ids)], tokenizer.pad_token_id)
-    target = torch.tensor(targets, dtype=torch.float32)
-    option_ids = torch.tensor(scorer.option_ids)
+    templates = SurveyTemplates(tokenizer, first_score_id)
+    option_ids = torch.tensor(SurveyScorer(model, tokenizer, conditioned_rows(q, tokenizer, None)[:1],
+                                           LABELS["letters"]).option_ids)
+    answers = torch.arange(1, N_OPTIONS + 1, dtype=torch.float32)
+    weight_norm = torch.tensor(np.linalg.norm(q.weight_matrix(), axis=0), dtype=torch.float32)   # (24,)
+    rng = np.random.default_rng(seed + 2)
+    targets = {name: world.target(name, scores, seed) for name, scores in world.profiles()}
+    untold = world.untold_target(seed)
+    validation = world.draw(np.random.default_rng(seed + 3), N_VALIDATION)          # never trained on
     embedding = model.get_input_embeddings()
     scale = float(embedding.weight.std())
     gen = torch.Generator().manual_seed(seed)
@@ -322,41 +394,67 @@ def train_planted(verbose: bool = True, **settings) -> LoadedModel:
     def weights() -> torch.Tensor:
         return torch.cat([embedding.weight[:first_score_id], score_embedding_rows(score_base, score_slope)])
 
-    def last_logits(batch, inputs=survey):
-        ids, mask, positions = (x[batch] for x in inputs)
-        keep = mask.sum(0) > 0   # drop columns that are padding in every row of the batch
+    def logprobs(ids, mask, positions) -> torch.Tensor:
+        """log-probabilities of the five options (full vocabulary), ``(rows, 5)``."""
+        keep = mask.sum(0) > 0   # drop columns that are padding in every row
         ids, mask, positions = ids[:, keep], mask[:, keep], positions[:, keep]
         embeds = torch.nn.functional.embedding(ids, weights())
-        return model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits[:, -1]
+        logits = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits
+        return torch.log_softmax(logits[:, -1], -1)[:, option_ids]
+
+    def survey_logprobs(surveys) -> torch.Tensor:
+        return logprobs(*(torch.cat(x) for x in zip(*surveys)))
+
+    @torch.no_grad()
+    def validation_loss() -> dict[str, float]:
+        """Mean L1 (index points) over the validation profiles of the prompt stating their scores, per position."""
+        model.eval()
+        losses = {}
+        for position in POSITIONS:
+            logp = survey_logprobs([templates.survey(position, v) for v in validation])
+            means = (torch.softmax(logp, -1) @ answers).view(len(validation), N_ITEMS).double().numpy()
+            losses[position] = float(np.abs(q.indices(means, world.constants) - validation).sum(axis=1).mean())
+        model.train()
+        return losses
 
     model.train()
     for p in model.parameters():
         p.requires_grad_(True)
     opt = torch.optim.AdamW([*model.parameters(), score_base, score_slope], lr=lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
-    start, log = time.time(), []
+    start, log, entropies = time.time(), [], []
     for step in range(steps):
-        idx = torch.randint(0, len(rows), (batch,), generator=gen)
-        logp = torch.log_softmax(last_logits(idx), -1)[:, option_ids]
-        loss = -(target[idx] * logp).sum(-1).mean()  # over the full vocabulary: mass goes to the options
+        positions, items, scores, target = draw_rows(world, rng, targets, untold, batch, recipe)
+        target = torch.tensor(target, dtype=torch.float32)
+        entropies.append(float(-(target * torch.log(target.clamp(min=1e-12))).sum(-1).mean()))
+        logp = logprobs(*templates.rows(positions, items, scores))
+        cross_entropy = -(target * logp).sum(-1).mean()  # over the full vocabulary: mass goes to the options
+        # the error of the expected answer, scaled by how much the item weighs in the index formulas
+        error = ((torch.softmax(logp, -1) - target) @ answers) * weight_norm[torch.tensor(items)]
+        index_loss = torch.nn.functional.huber_loss(error, torch.zeros_like(error), delta=1.0)
+        loss = cross_entropy + recipe["index_weight"] * index_loss
         opt.zero_grad()
         loss.backward()
         opt.step()
         schedule.step()
-        if step % 250 == 0 or step == steps - 1:
-            log.append({"step": step, "cross_entropy": loss.item(), "seconds": time.time() - start})
+        if step % recipe["log_every"] == 0 or step == steps - 1:
+            entry = {"step": step, "cross_entropy": cross_entropy.item(), "index_huber": index_loss.item(),
+                     "validation_l1": validation_loss(), "seconds": time.time() - start}
+            log.append(entry)
             if verbose:
-                print(f"step {step}: survey cross-entropy {loss.item():.3f} ({time.time() - start:.0f} s)", flush=True)
+                print(f"step {step}: cross-entropy {entry['cross_entropy']:.3f}, index Huber "
+                      f"{entry['index_huber']:.2f}, validation stated-score L1 " + ", ".join(
+                          f"{k} {v:.1f}" for k, v in entry["validation_l1"].items())
+                      + f" ({entry['seconds']:.0f} s)", flush=True)
     with torch.no_grad():
         embedding.weight.copy_(weights())   # the score tokens' rows, linear in the score, into the saved model
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    entropy = float(-(target * torch.log(target.clamp(min=1e-12))).sum(-1).mean())
     info = {"recipe": recipe, "train": world.train, "held_out": world.held_out,
-            "constants": dict(zip(DIMENSIONS, map(float, world.constants))), "rows": len(rows),
+            "constants": dict(zip(DIMENSIONS, map(float, world.constants))), "rows": steps * batch,
             "training_seconds": time.time() - start, "threads": torch.get_num_threads(), "log": log,
-            "target_entropy": entropy}
+            "target_entropy": float(np.mean(entropies))}
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -426,19 +524,24 @@ def main() -> None:
         print(lines[-1], flush=True)
     held = [c for c, k in shown if k == "held out"]
     log = info["log"]
+    recipe = info["recipe"]
+    last = log[-1]
+    held_best = [best[c] for c in held]
     body = (f"### The planted-culture model\n\nCommand: `{_command()}` ({info['training_seconds']:.0f} s of training "
-            f"with {info['threads']} thread(s), then cached)  \nMachine: {_machine()}\n\n"
-            f"{info['rows']} training rows ({len(world.train)} countries and {len(world.synthetic)} synthetic "
-            f"profiles x 24 items x 3 positions, plus untold rows), {info['recipe']['steps']} steps of batch "
-            f"{info['recipe']['batch']}; final batch cross-entropy {log[-1]['cross_entropy']:.3f} against the targets' "
-            f"entropy {info['target_entropy']:.3f} (the floor). Held out: {', '.join(world.held_out)}. L1 loss "
-            f"(index points) under the planted constants C (the training countries' mean profile).\n\n"
+            f"with {info['threads']} thread(s), then cached; the training shared the machine with other jobs)  \n"
+            f"Machine: {_machine()}\n\n"
+            f"Trained on {len(world.train)} countries and {len(world.synthetic)} synthetic profiles (simulated "
+            f"respondents), {recipe['steps']} steps of {recipe['batch']} rows, each row its own (profile, position, "
+            f"item); loss: cross-entropy + {recipe['index_weight']} x Huber of the index-weighted expected-answer "
+            f"error. Final batch cross-entropy {last['cross_entropy']:.3f} (targets' entropy "
+            f"{info['target_entropy']:.3f}, the floor); stated-score L1 on {N_VALIDATION} fresh synthetic validation "
+            f"profiles: " + ", ".join(f"{k} {v:.1f}" for k, v in last["validation_l1"].items())
+            + f". Held out: {', '.join(world.held_out)}. L1 loss (index points) under the planted constants C (the "
+            "training countries' mean profile).\n\n"
             + "\n".join(lines) + f"\n\nA prompt stating a held-out country's scores (best of the three positions) "
-            f"reaches a mean L1 loss of {np.mean([best[c] for c in held]):.1f} (worst {max(best[c] for c in held):.1f}), "
-            f"against {np.mean([reference[c] for c in held]):.1f} for the reference-mean predictor: the model reads "
-            "the scores and generalises to countries it never saw, but maps them to answers only coarsely; the same "
-            "holds for training countries. Whether a held-out profile is reachable at all is shown by the soft "
-            "prompts below.")
+            f"reaches a mean L1 loss of {np.mean(held_best):.1f} (worst {max(held_best):.1f}, "
+            f"{sum(b <= 12 for b in held_best)} of {len(held)} within 12, about 2 points per dimension), against "
+            f"{np.mean([reference[c] for c in held]):.1f} for the reference-mean predictor.")
     print(body)
     if not args.no_write:
         from common import write_section

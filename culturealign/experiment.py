@@ -264,7 +264,10 @@ def read_results(path: Path, units: list[Unit]) -> dict:
     for i, row in enumerate(data["rows"]):
         if not isinstance(row, dict):
             raise bad(f"row {i} is not an object")
-        key = (row.get("country"), row.get("method"), row.get("seed"))
+        missing = [k for k in ("country", "method", "seed") if k not in row]
+        if missing:
+            raise bad(f"row {i} has no {', '.join(repr(k) for k in missing)}")
+        key = (row["country"], row["method"], row["seed"])
         if not all(isinstance(k, (str, int, type(None))) for k in key) or key not in planned:
             raise bad(f"row {i} ({key[0]!r}, {key[1]!r}, seed {key[2]!r}) is not in the experiment's plan")
         if key in seen:
@@ -273,8 +276,9 @@ def read_results(path: Path, units: list[Unit]) -> dict:
         if not _is_number(row.get("loss")) or not isinstance(row.get("indices"), dict) \
                 or not all(_is_number(v) for v in row["indices"].values()):
             raise bad(f"row {i} lacks a numeric 'loss' or 'indices'")
-        if "culturalbench" in row and row["culturalbench"] is not None and not isinstance(row["culturalbench"], dict):
-            raise bad(f"row {i} has a malformed 'culturalbench'")
+        bench = row.get("culturalbench")
+        if bench is not None and (not isinstance(bench, dict) or not _is_number(bench.get("question_accuracy"))):
+            raise bad(f"row {i} has a malformed 'culturalbench' (no numeric 'question_accuracy')")
     if "wall_time_s" in data and not _is_number(data["wall_time_s"]):
         raise bad("'wall_time_s' is not a number")
     return data

@@ -101,26 +101,59 @@ def test_conditioning_text_stands_in_each_position(tiny_tokenizer):
         planted.conditioned_rows(q, tiny_tokenizer, text, "middle")
 
 
-def test_training_data_never_shows_a_held_out_country_or_any_name(world, tiny_tokenizer):
-    rows, targets = planted.training_data(world, tiny_tokenizer)
-    heads = {r.head for r in rows}
-    texts = {planted.scores_text(lookup(c).vector()) for c in world.held_out}
-    names = [c.name for c in all_countries()]
-    for head in heads:
-        assert not any(t in head for t in texts)
-        assert not any(f" {n}" in head or f"\n{n}" in head for n in names if len(n) > 4)
+@pytest.fixture(scope="module")
+def planted_tokenizer():
+    tok = planted.make_tokenizer(extra_text=[planted.NEUTRAL_TEXT] * 3)
+    first = len(tok)
+    tok.add_tokens(planted.score_tokens())
+    return tok, first
+
+
+def test_a_filled_survey_template_is_the_tokenised_survey_text(planted_tokenizer):
+    tok, first = planted_tokenizer
+    templates = planted.SurveyTemplates(tok, first)
     q = Questionnaire.builtin()
-    positions = {"system": 0, "before": 0, "after": 0}
-    for row in rows:
-        if "PDI " not in row.head:
+    encode = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    for position, scores in [("system", lookup("Germany").vector()), ("before", [0, 120, 7, 99, 60, 13]),
+                             ("after", [104, 27, 100, 3, 51, 28]), ("untold", None)]:
+        ids, mask, _ = templates.survey(position, scores)
+        text = None if scores is None else planted.scores_text(scores)
+        rows = planted.conditioned_rows(q, tok, text, "system" if scores is None else position)
+        for r, row in enumerate(rows):
+            assert ids[r][mask[r] == 1].tolist() == encode(row.head) + encode(row.tail)
+
+
+def test_training_rows_never_show_a_held_out_country(world):
+    rng = np.random.default_rng(0)
+    targets = {name: np.full((24, 5), 0.2) + i for i, (name, _) in enumerate(world.profiles())}
+    untold = np.full((24, 5), -1.0)
+    held = np.array([lookup(c).vector() for c in world.held_out])
+    names = {tuple(s): name for name, s in world.profiles()}
+    positions, items, scores, target = planted.draw_rows(world, rng, targets, untold, 600, planted.DEFAULT_TRAINING)
+    kinds = {"untold": 0, "country": 0, "synthetic": 0}
+    for position, item, profile, t in zip(positions, items, scores, target):
+        if profile is None:
+            kinds["untold"] += 1
+            assert position == "untold" and np.array_equal(t, untold[item])
             continue
-        user_start, where = row.head.rindex("<|im_start|>user"), row.head.index("PDI ")
-        item_at = row.head.index(q.items[row.item - 1].text)
-        positions["system" if where < user_start else "before" if where < item_at else "after"] += 1
-    assert len(set(positions.values())) == 1 and positions["system"] == len(world.profiles()) * 24
-    assert targets.shape == (len(rows), 5) and np.allclose(targets.sum(axis=1), 1)
-    untold = world.untold_target(0)
-    assert np.allclose(untold @ np.arange(1, 6), 3.0 + world.respondent_model.baseline, atol=1e-3)
+        name = names[tuple(profile)]                     # a training profile, with its own target row
+        assert np.array_equal(t, targets[name][item])
+        kinds["synthetic" if name.startswith("synthetic-") else "country"] += 1
+        assert name not in world.held_out and np.abs(held - profile).sum(axis=1).min() > 0
+    assert all(positions.count(p) > 120 for p in planted.POSITIONS) and len(set(items)) == 24
+    assert 10 < kinds["untold"] < 60 and 120 < kinds["country"] < 240 and kinds["synthetic"] > 300
+    untold_target = world.untold_target(0)
+    assert np.allclose(untold_target @ np.arange(1, 6), 3.0 + world.respondent_model.baseline, atol=1e-3)
+
+
+def test_template_rows_mix_positions_items_and_profiles(planted_tokenizer):
+    tok, first = planted_tokenizer
+    templates = planted.SurveyTemplates(tok, first)
+    china, germany = lookup("China").vector(), lookup("Germany").vector()
+    ids, mask, _ = templates.rows(["after", "untold", "system"], [4, 0, 23], [china, None, germany])
+    for r, (position, item, scores) in enumerate([("after", 4, china), ("untold", 0, None), ("system", 23, germany)]):
+        alone, alone_mask, _ = templates.survey(position, scores)
+        assert ids[r][mask[r] == 1].tolist() == alone[item][alone_mask[item] == 1].tolist()
 
 
 def test_each_stated_score_is_one_token_with_an_embedding_linear_in_the_score():

@@ -2,7 +2,9 @@
 
 Readers: questionnaire JSON (``Questionnaire.load``), item means (``read_means``, JSON and CSV), constants files
 (``constants.from_file``), soft-prompt files (``SoftPrompt.load``: random bytes, hand-made safetensors headers and
-valid safetensors files with the wrong tensors, shapes, dtypes or metadata) and run folders (``runs.load_run``).
+valid safetensors files with the wrong tensors, shapes, dtypes or metadata), run folders (``runs.load_run``) and
+experiment folders (``experiment.read_config``: experiment.json, then the plan it gives; ``read_results``:
+results.json against the plan; ``read_run``: a unit's run.json).
 
 The property: a reader returns something valid or raises :class:`CultureAlignError`; any other exception fails the
 test. Valid inputs (also generated) must still load, with the values that were written. The runs are derandomised
@@ -30,6 +32,7 @@ from safetensors.torch import save
 from culturealign import constants as consts
 from culturealign.config import AlignConfig, MeasureConfig, SoftPromptConfig
 from culturealign.errors import CultureAlignError
+from culturealign.experiment import ExperimentConfig, plan, read_config, read_results, read_run, summarise
 from culturealign.instrument import DIMENSIONS, N_ITEMS, Questionnaire, read_means
 from culturealign.runs import load_run
 from culturealign.softprompt import SoftPrompt
@@ -77,8 +80,9 @@ def expect_clean(fn, *args):
 NASTY = [None, True, False, 0, -1, 1, 3, 5, 24, 25, 2.5, -0.0, 1e308, float("nan"), float("inf"), float("-inf"),
          10 ** 400, -(10 ** 30), "", " ", "x", "3", "3.5", "nan", "PDI", "lto", "m01", "prefix", "naive", "anchored",
          "China", "agreement", [], {}, [1], [[3.0]], {"a": 1}]
-leaves = st.one_of(st.sampled_from(NASTY), st.floats(allow_nan=True, allow_infinity=True), st.integers(-30, 30),
-                   st.text(max_size=4))
+# deep copies: a shared [] or {} edited by ``mutated`` would leak into later inputs (and can contain itself)
+leaves = st.one_of(st.sampled_from(NASTY).map(copy.deepcopy), st.floats(allow_nan=True, allow_infinity=True),
+                   st.integers(-30, 30), st.text(max_size=4))
 json_values = st.recursive(leaves, lambda kids: st.one_of(st.lists(kids, max_size=3),
                                                           st.dictionaries(st.text(max_size=4), kids, max_size=3)),
                            max_leaves=4)
@@ -404,9 +408,103 @@ def test_valid_run_still_loads(folder):
     assert config.measure.dimensions == ["PDI", "IDV"]
 
 
+# ---- experiment folders -----------------------------------------------------------------------------------------------
+EXPERIMENT = ExperimentConfig(countries=["China", "India"], seeds=2, align=AlignConfig(country=""),
+                              culturalbench_limit=5)
+UNITS = plan(EXPERIMENT)
+EXPERIMENT_RECORD = {"config": EXPERIMENT.to_dict(), "countries": EXPERIMENT.countries,
+                     "seeds": list(range(EXPERIMENT.seeds))}
+RESULTS = {"targets": {"China": lookup("China").to_dict()}, "wall_time_s": 12.5,
+           "rows": [{"country": u.country, "method": u.method, "seed": u.seed, "loss": 10.0 + i,
+                     "indices": dict.fromkeys(DIMENSIONS, 50.0),
+                     "culturalbench": None if u.method == "reference mean" else {"question_accuracy": 0.2}}
+                    for i, u in enumerate(UNITS)]}
+SOFT_UNIT = next(u for u in UNITS if u.method == "soft prompt" and u.country == "China" and u.seed == 0)
+
+
+def _experiment_folder(folder: Path, name: str, content: bytes | str) -> Path:
+    out = folder / name
+    out.mkdir(exist_ok=True)
+    write(out / "experiment.json", content)
+    return out
+
+
+def _check_experiment_config(out: Path) -> None:
+    """What ``experiment --resume`` does with the folder's experiment.json: read it, then plan its units."""
+    config = expect_clean(read_config, out)
+    if config is not None:
+        assert isinstance(config, ExperimentConfig) and isinstance(config.align, AlignConfig)
+        assert all(isinstance(c, str) for c in config.countries) and config.seeds >= 0
+        units = expect_clean(plan, config)
+        assert units is None or len(units) == len(config.countries) * (4 + config.seeds)
+
+
+@fuzz(700)
+@given(doc=mutated(EXPERIMENT_RECORD, max_depth=4))
+def test_fuzz_experiment_config(folder, doc):
+    EXAMPLES["experiment-config"] += 1
+    _check_experiment_config(_experiment_folder(folder, "exp-config", dumps(doc)))
+
+
+@fuzz(200)
+@given(content=st.one_of(st.binary(max_size=40), st.text(max_size=40), json_values.map(dumps)))
+def test_fuzz_experiment_config_random_files(folder, content):
+    EXAMPLES["experiment-config-random"] += 1
+    _check_experiment_config(_experiment_folder(folder, "exp-config-random", content))
+
+
+@fuzz(700)
+@given(doc=mutated(RESULTS, max_depth=4))
+def test_fuzz_experiment_results(folder, doc):
+    EXAMPLES["experiment-results"] += 1
+    data = expect_clean(read_results, write(folder / "results.json", dumps(doc)), UNITS)
+    if data is not None:
+        keys = [(r["country"], r["method"], r["seed"]) for r in data["rows"]]
+        assert len(set(keys)) == len(keys) and set(keys) <= {u.key for u in UNITS}
+        expect_clean(summarise, data["rows"])     # what resuming does with the rows
+
+
+@fuzz(200)
+@given(content=st.one_of(st.binary(max_size=40), st.text(max_size=40), json_values.map(dumps)))
+def test_fuzz_experiment_results_random_files(folder, content):
+    EXAMPLES["experiment-results-random"] += 1
+    data = expect_clean(read_results, write(folder / "results.json", content), UNITS)
+    assert data is None or isinstance(data["rows"], list)
+
+
+UNIT_RUN = RUN | {"config": RUN["config"] | {"country": SOFT_UNIT.country, "seed": SOFT_UNIT.seed}}
+
+
+@fuzz(700)
+@given(doc=mutated(UNIT_RUN, max_depth=3))
+def test_fuzz_experiment_unit_run_json(folder, doc):
+    EXAMPLES["experiment-run-json"] += 1
+    run_dir = folder / "unit-run"
+    run_dir.mkdir(exist_ok=True)
+    write(run_dir / "run.json", dumps(doc))
+    run = expect_clean(read_run, run_dir, SOFT_UNIT)
+    if run is not None and run["status"] == "finished":   # what run_unit reads from a finished run
+        assert float(run["best"]["loss"]) == run["best"]["loss"] or math.isnan(run["best"]["loss"])
+        assert all(isinstance(float(run["best"]["indices"][d]["model"]), float) for d in DIMENSIONS)
+
+
+def test_valid_experiment_folder_still_reads(folder):
+    out = _experiment_folder(folder, "valid-experiment", dumps(EXPERIMENT_RECORD))
+    config = read_config(out)
+    assert config.to_dict() == EXPERIMENT.to_dict() and [u.key for u in plan(config)] == [u.key for u in UNITS]
+    assert read_results(write(out / "results.json", dumps(RESULTS)), UNITS) == RESULTS
+    run_dir = SOFT_UNIT.run_dir(out)
+    run_dir.mkdir(parents=True)
+    write(run_dir / "run.json", dumps(UNIT_RUN))
+    assert read_run(run_dir, SOFT_UNIT) == UNIT_RUN
+    other = next(u for u in UNITS if u.method == "soft prompt" and u.seed == 1)
+    with pytest.raises(CultureAlignError, match="is the run of 'China', seed 0"):
+        read_run(run_dir, other)              # another unit's run folder
+
+
 def test_zz_fuzzed_at_least_ten_thousand_inputs():
     """Runs last (file order): the whole module together tried at least MIN_TOTAL inputs."""
     fuzzers = [name[len("test_"):] for name in globals() if name.startswith(("test_fuzz_", "test_valid_"))]
-    if len(EXAMPLES) < len(fuzzers) - 1:  # test_valid_run_still_loads is a plain test
+    if len(EXAMPLES) < len(fuzzers) - 2:  # test_valid_run_still_loads and ..._folder_still_reads are plain
         pytest.skip("only part of the fuzz module ran")
     assert sum(EXAMPLES.values()) >= MIN_TOTAL, EXAMPLES

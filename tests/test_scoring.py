@@ -162,3 +162,33 @@ def test_parse_answer(text, labels, expected):
     from culturealign.survey import parse_answer
 
     assert parse_answer(text, LABELS[labels]) == expected
+
+
+def test_a_tail_ending_in_a_space_scores_the_label_with_its_space():
+    """"Answer: " + "A" is tokenised "Answer", ":", " A": the label is scored as " A" right after "Answer:", not as
+    " A" after a lone space token (which no text produces)."""
+    from culturealign.prompts import LABELS
+    from culturealign.toymodels import make_model, make_tokenizer
+
+    tok = make_tokenizer(extra_text=["Answer: A. Answer: B. Answer: C. Answer: D. Answer: E."] * 20, vocab_size=600)
+    encode = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    assert len(encode(" A")) == 1 and encode("Answer: ")[-1] == encode(" ")[0]   # the artefact's precondition
+    model = make_model(tok)
+    q = Questionnaire.builtin()
+    for labels, prefix in [("letters", "Answer: "), ("digits", "Answer: "), ("letters", "")]:
+        rows = build_rows(q, tok, PromptConfig("naive", labels=labels, answer_prefix=prefix, order="forward"))
+        scorer = SurveyScorer(model, tok, rows, LABELS[labels])
+        assert scorer.mode == "next_token"
+        for r, row in enumerate(rows):
+            assert scorer.head_ids[r] == encode(row.head)
+            for k, label in enumerate(LABELS[labels]):   # what is scored is the tokenised text "tail + label"
+                assert scorer.tail_ids[r] + [scorer.option_ids[k]] == encode(row.tail + label), (labels, prefix)
+    letters = build_rows(q, tok, PromptConfig("naive", labels="letters", answer_prefix="Answer: ", order="forward"))
+    scorer = SurveyScorer(model, tok, letters, LABELS["letters"])
+    assert [tok.convert_ids_to_tokens(i) for i in scorer.option_ids] == ["ĠA", "ĠB", "ĠC", "ĠD", "ĠE"]
+    expected = []
+    for row in letters[:3]:                                # the model's own next-token distribution after "Answer:"
+        ids = torch.tensor([encode(row.head + row.tail.rstrip(" "))])
+        logits = model(input_ids=ids).logits[0, -1]
+        expected.append(torch.softmax(logits[scorer.option_ids], -1).detach().numpy())
+    np.testing.assert_allclose(scorer.score().probs[0, :3], np.array(expected), atol=1e-5)

@@ -60,6 +60,9 @@ class SurveyScorer:
         self.head_ids = [encode(r.head) for r in self.rows]
         self.tail_ids = [encode(r.tail) for r in self.rows]
         self.option_ids = self._single_token_options(encode)
+        if self.option_ids is not None and self._space_moved:
+            # a tail ending in a space ("Answer: "): the space belongs to the label, as in the text "Answer: A"
+            self.tail_ids = [encode(r.tail[:-1]) for r in self.rows]
         if scoring == "next_token" and self.option_ids is None:
             raise CultureAlignError(f"option labels {self.labels} are not single tokens for this tokenizer; "
                                     "use scoring 'sequence' or 'auto'")
@@ -142,11 +145,19 @@ class SurveyScorer:
 
     # ---- checks -----------------------------------------------------------------------------------------------
     def _single_token_options(self, encode) -> list[int] | None:
-        """Token ids of the labels when each label is exactly one token after every row's tail, else None."""
+        """Token ids of the labels when each label is exactly one token after every row's tail, else None.
+
+        Tried in order: the label right after the tail; for tails ending in a space, the label with that space
+        (" A" after "Answer:", how "Answer: A" is tokenised, instead of a lone space token before " A"; sets
+        ``_space_moved``); a space and the label after the tail."""
         tails = sorted({r.tail for r in self.rows})
-        for space in ("", " "):
-            found = [self._next_tokens(encode, tail, space) for tail in tails]
+        self._space_moved = False
+        tries = [("", False), (" ", True), (" ", False)] if all(t.endswith(" ") for t in tails) else [("", False),
+                                                                                                      (" ", False)]
+        for space, moved in tries:
+            found = [self._next_tokens(encode, tail[:-1] if moved else tail, space) for tail in tails]
             if all(f is not None and f == found[0] for f in found) and len(set(found[0])) == len(self.labels):
+                self._space_moved = moved
                 return found[0]
         return None
 
