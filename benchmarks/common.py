@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the tiny in-memory tokenizer and model (tests/toymodels.py)
 
 
 def machine() -> str:

@@ -26,7 +26,7 @@ from culturealign.models import LoadedModel, load_model
 from culturealign.prompts import PromptConfig
 from culturealign.survey import Survey
 from culturealign.targets import lookup
-from culturealign.toymodels import make_tokenizer
+from toymodels import make_tokenizer
 
 SECTION = "gpu-check"
 

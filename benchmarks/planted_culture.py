@@ -41,6 +41,7 @@ import argparse
 import hashlib
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,9 @@ from culturealign.models import LoadedModel, cache_dir
 from culturealign.prompts import LABELS, SurveyRow, render_chat, user_message
 from culturealign.scoring import SurveyScorer
 from culturealign.targets import all_countries, lookup
-from culturealign.toymodels import make_model, make_tokenizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # tests/toymodels.py: the tiny model
+from toymodels import make_model, make_tokenizer  # noqa: E402
 
 PAPER_COUNTRIES = ("U.S.A.", "China", "India", "Saudi Arabia")
 N_EXTRA_HELD_OUT = 4          # held out besides the paper countries, drawn at random

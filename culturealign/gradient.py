@@ -13,7 +13,6 @@ them, in micro-batches that respect the scorer's memory limit:
 
 Example (a tiny random model; shapes only):
 
->>> from culturealign.toymodels import make_model, make_tokenizer
 >>> from culturealign.models import LoadedModel
 >>> from culturealign.measure import MeasureConfig, Session
 >>> tok = make_tokenizer(); lm = LoadedModel(make_model(tok), tok, "tiny", "tiny")

@@ -2,7 +2,6 @@
 once, resolves the constants, and builds surveys, objectives and measurement records (:meth:`Session.measure`) for
 every command.
 
->>> from culturealign.toymodels import make_model, make_tokenizer
 >>> from culturealign.backends.hf import HFBackend
 >>> from culturealign.models import LoadedModel
 >>> from culturealign.targets import lookup

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from culturealign.toymodels import make_model, make_tokenizer  # noqa: F401  (tests import them from here)
+from toymodels import make_model, make_tokenizer  # noqa: F401  (tests import them from here)
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer():

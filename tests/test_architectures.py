@@ -15,7 +15,7 @@ from culturealign.prompts import PromptConfig, build_rows
 from culturealign.scoring import SurveyScorer
 from culturealign.softprompt import SoftPromptConfig, embedding_scale, initial_embeddings
 from culturealign.targets import lookup
-from culturealign.toymodels import make_tokenizer
+from toymodels import make_tokenizer
 
 TEMPLATES = {
     "chatml": ("{% for m in messages %}{{'<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n'}}"

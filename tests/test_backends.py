@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -11,6 +12,8 @@ from culturealign import backends
 from culturealign.backends import BACKENDS, get_backend, load_backend, parse_backend_args, register_backend
 from culturealign.cli import app
 from culturealign.config import MeasureConfig
+
+TESTS = str(Path(__file__).resolve().parent)  # the tiny test model (toymodels.py) lives here
 from culturealign.errors import CultureAlignError
 
 runner = CliRunner()
@@ -48,7 +51,8 @@ def test_choosing_hf_imports_no_other_engine():
             "MeasureConfig(backend='vllm')\n"   # a name is checked without importing anything
             "assert 'torch' not in sys.modules and 'culturealign.backends.hf' not in sys.modules, 'eager import'\n"
             "from culturealign.backends import load_backend\n"
-            "from culturealign.toymodels import make_model, make_tokenizer\n"
+            f"sys.path.insert(0, {TESTS!r})\n"
+            "from toymodels import make_model, make_tokenizer\n"
             "from culturealign.models import LoadedModel\n"
             "from culturealign.backends import get_backend\n"
             "tok = make_tokenizer()\n"

@@ -170,7 +170,7 @@ def test_each_stated_score_is_one_token_with_an_embedding_linear_in_the_score():
 
 @pytest.fixture(scope="module")
 def tiny_session(tmp_path_factory):
-    from culturealign.toymodels import make_model, make_tokenizer
+    from toymodels import make_model, make_tokenizer
 
     tok = make_tokenizer()
     folder = tmp_path_factory.mktemp("planted-like")

@@ -17,7 +17,7 @@ from culturealign.measure import MeasureConfig, Session
 from culturealign.models import LoadedModel
 from culturealign.softprompt import SoftPrompt, SoftPromptConfig
 from culturealign.targets import lookup
-from culturealign.toymodels import make_model
+from toymodels import make_model
 
 from test_align import _cli, _history_without_time, _wait_for_rows
 

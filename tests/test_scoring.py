@@ -168,7 +168,7 @@ def test_a_tail_ending_in_a_space_scores_the_label_with_its_space():
     """"Answer: " + "A" is tokenised "Answer", ":", " A": the label is scored as " A" right after "Answer:", not as
     " A" after a lone space token (which no text produces)."""
     from culturealign.prompts import LABELS
-    from culturealign.toymodels import make_model, make_tokenizer
+    from toymodels import make_model, make_tokenizer
 
     tok = make_tokenizer(extra_text=["Answer: A. Answer: B. Answer: C. Answer: D. Answer: E."] * 20, vocab_size=600)
     encode = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731

@@ -456,8 +456,7 @@ class HFBackend(Backend):
     already loaded :class:`~culturealign.models.LoadedModel`. Backend options (``--backend-args``):
     ``revision``, ``attn_implementation``, ``trust_remote_code``, passed to ``from_pretrained``.
 
-    >>> from culturealign.toymodels import make_model, make_tokenizer
-    >>> from culturealign.models import LoadedModel
+        >>> from culturealign.models import LoadedModel
     >>> tok = make_tokenizer(); backend = HFBackend(LoadedModel(make_model(tok), tok, "tiny", "tiny"))
     >>> backend.hidden_size, tuple(backend.embed([1, 2, 3]).shape), tuple(backend.embedding_matrix().shape)
     (32, (3, 32), (400, 32))

@@ -19,7 +19,7 @@ def make_tokenizer(extra_text: Iterable[str] = (), vocab_size: int = 400):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from .instrument import Questionnaire
+    from culturealign.instrument import Questionnaire
 
     corpus = [json.dumps(Questionnaire.builtin().raw)] * 3 + list(extra_text) + [
         "You are a person from China. Answer with a single number from 1 to 5 or a letter from A to E."]
