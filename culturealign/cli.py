@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from . import reporting
-from .config import DEFAULT_BACKEND, AlignConfig, SoftPromptConfig
+from .config import DEFAULT_BACKEND, DEFAULT_LABELS, AlignConfig, SoftPromptConfig
 from .errors import CultureAlignError
 from .instrument import DIMENSIONS, MAS_WEIGHT_CAT, MAS_WEIGHT_MANUAL, Questionnaire, read_means
 from .io import atomic_write_json, refuse_overwrite, to_json
@@ -44,7 +44,7 @@ ConstantsOpt = typer.Option("anchored", "--constants", help="zero, anchored (fit
 MasOpt = typer.Option(False, "--cat-mas-weight", help=f"use the CAT paper's second MAS weight {MAS_WEIGHT_CAT} instead of the manual's {MAS_WEIGHT_MANUAL}")
 DimensionsOpt = typer.Option(None, "--dimensions", help="restrict the loss to these dimensions, e.g. LTO,IVR")
 OrderOpt = typer.Option("both", "--order", help="option order: forward (1..5), reverse (5..1) or both (averaged)")
-LabelsOpt = typer.Option("letters", "--labels", help="option labels: letters (A-E, default) or digits (1-5)")
+LabelsOpt = typer.Option(DEFAULT_LABELS.value, "--labels", help="option labels: letters (A-E, default) or digits (1-5)")
 PrefixOpt = typer.Option("", "--answer-prefix", help="text that starts the assistant's reply, e.g. 'Answer: '")
 AnswerModeOpt = typer.Option("distribution", "--answer-mode", help="distribution (next-token probabilities) or sample (generate text, CAT protocol)")
 SamplesOpt = typer.Option(20, "--samples", help="replies per item in sample mode")
@@ -56,7 +56,7 @@ RunBackendOpt = typer.Option(None, "--backend", help="the engine that runs the m
 BackendArgsOpt = typer.Option(None, "--backend-args", help="options for the backend's constructor, k=v,k=v (e.g. tensor_parallel_size=2,gpu_memory_utilization=0.8)")
 
 
-def _config(model, device, dtype, questionnaire, constants, cat_mas, dimensions, order="both", labels="letters",
+def _config(model, device, dtype, questionnaire, constants, cat_mas, dimensions, order="both", labels=DEFAULT_LABELS.value,
             answer_prefix="", answer_mode="distribution", samples=20, seed=0, batch_size=24, max_memory=None,
             backend=DEFAULT_BACKEND, backend_args=None):
     from .measure import MeasureConfig

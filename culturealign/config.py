@@ -87,6 +87,9 @@ class Labels(Choice):
     LETTERS = "letters"
 
 
+DEFAULT_LABELS = Labels.LETTERS  # chosen by benchmarks/answer_formats.py (BENCHMARKS.md); one default for every config
+
+
 class Order(Choice):
     """Option order: listed 1..5, 5..1, or both (averaged)."""
     FORWARD = "forward"
@@ -214,7 +217,7 @@ class MeasureConfig:
     questionnaire: str | None = None      # path; None = the built-in English VSM 2013
     mas_weight: float = MAS_WEIGHT_MANUAL
     constants: str = "anchored"           # "zero" | "anchored" | path to a JSON file
-    labels: Labels = Labels.LETTERS       # chosen by benchmarks/answer_formats.py (BENCHMARKS.md)
+    labels: Labels = DEFAULT_LABELS
     answer_prefix: str = ""
     order: Order = Order.BOTH
     answer_mode: AnswerMode = AnswerMode.DISTRIBUTION

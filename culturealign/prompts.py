@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .config import Labels, Order, PromptStyle
+from .config import DEFAULT_LABELS, Labels, Order, PromptStyle
 from .errors import CultureAlignError
 from .instrument import DIMENSIONS, Questionnaire
 from .targets import CountryTarget
@@ -31,7 +31,7 @@ class PromptConfig:
     """How items are asked. ``order='both'`` asks every item with options listed 1..5 and 5..1 and averages."""
 
     style: PromptStyle = PromptStyle.NAIVE
-    labels: Labels = Labels.DIGITS    # note: MeasureConfig (what the commands use) defaults to letters
+    labels: Labels = DEFAULT_LABELS
     answer_prefix: str = ""
     order: Order = Order.BOTH
 

@@ -23,7 +23,7 @@ CHOICES = [
     (SoftPromptConfig, "init", cfg.Init, "text", "vocab"),
     (SoftPromptConfig, "space", cfg.Space, "subspace", "full"),
     (PromptConfig, "style", cfg.PromptStyle, "naive", "icl"),
-    (PromptConfig, "labels", cfg.Labels, "digits", "letters"),
+    (PromptConfig, "labels", cfg.Labels, "letters", "digits"),
     (PromptConfig, "order", cfg.Order, "both", "forward"),
     (AlignConfig, "prompt", cfg.PromptStyle, "naive", "persona"),
     (AlignConfig, "optimizer", cfg.Optimizer, "adam", "cma"),

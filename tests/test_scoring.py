@@ -108,11 +108,11 @@ def test_wrong_hidden_size_is_a_clear_error(tiny_model, tiny_tokenizer, rows):
 def test_reverse_order_is_mapped_back_to_answer_order(tiny_model, tiny_tokenizer):
     lm = LoadedModel(tiny_model, tiny_tokenizer, "tiny", "tiny")
     q, cn = Questionnaire.builtin(), lookup("CN")
-    both = Survey(lm, q, PromptConfig("persona", order="both"), cn).answer()
-    fwd = Survey(lm, q, PromptConfig("persona", order="forward"), cn).answer()
-    rev_survey = Survey(lm, q, PromptConfig("persona", order="reverse"), cn)
+    both = Survey(lm, q, PromptConfig("persona", labels="digits", order="both"), cn).answer()
+    fwd = Survey(lm, q, PromptConfig("persona", labels="digits", order="forward"), cn).answer()
+    rev_survey = Survey(lm, q, PromptConfig("persona", labels="digits", order="reverse"), cn)
     # the reversed rows list the options 5..1 under the labels 1..5, the forward rows 1..5
-    fwd_rows = Survey(lm, q, PromptConfig("persona", order="forward"), cn).rows
+    fwd_rows = Survey(lm, q, PromptConfig("persona", labels="digits", order="forward"), cn).rows
     for item, rev_row, fwd_row in zip(q.items, rev_survey.rows, fwd_rows):
         assert rev_row.reversed and not fwd_row.reversed and rev_row.item == fwd_row.item == item.id
         listed_rev = "\n".join(f"{k}. {option}" for k, option in zip("12345", item.options[::-1]))

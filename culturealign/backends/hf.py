@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import CultureAlignError
+from ..config import DEFAULT_LABELS
 from ..prompts import LABELS, SurveyRow, render_chat
 from .base import PLACEMENTS, Backend, RowScores, check_soft, place_soft_prompt  # noqa: F401  (re-exported)
 
@@ -44,7 +45,7 @@ class SurveyScorer:
     scoring: ``"auto"`` (next token when every label is one token, else sequence), ``"next_token"`` or ``"sequence"``.
     """
 
-    def __init__(self, model, tokenizer, rows: Sequence[SurveyRow], labels: Sequence[str] = LABELS["digits"],
+    def __init__(self, model, tokenizer, rows: Sequence[SurveyRow], labels: Sequence[str] = LABELS[DEFAULT_LABELS.value],
                  batch_size: int = 24, use_cache: bool = True, scoring: str = "auto",
                  max_memory_mb: float | None = None):
         self.model, self.tokenizer, self.rows = model, tokenizer, list(rows)
