@@ -16,7 +16,7 @@ import torch
 from culturealign.errors import CultureAlignError
 
 TOL = 1e-4            # max abs difference in label probabilities (the bar)
-N_CANDIDATES = 4      # a small population of random soft prompts
+N_CANDIDATES = 3      # a small population of random soft prompts (prefix placement recomputes every row per candidate)
 N_TOKENS = 5
 
 
@@ -78,6 +78,13 @@ def test_generate_replies(setup):
     _, _, backend, soft = setup
     reply = backend.generate(None, "Say hello.", soft=soft[0], placement="suffix", max_new_tokens=8)
     assert isinstance(reply, str) and reply
+
+
+def test_provenance_names_the_engine(setup):
+    _, _, backend, _ = setup
+    info = backend.provenance()
+    assert info["backend"] == "vllm" and info["vllm"] != "not installed"
+    assert info["engine_args"]["enable_prompt_embeds"] is True and info["weights"]
 
 
 def test_no_gradients():

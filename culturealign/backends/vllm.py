@@ -136,8 +136,11 @@ class VLLMBackend:
             "max_model_len": 2048,           # rows are ~100-300 tokens; a short limit keeps the KV reservation small
             "seed": 0,
         }
-        if on_cpu and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
-            args["kv_cache_memory_bytes"] = 2 * GIB  # vLLM's CPU default takes a large share of the RAM
+        if on_cpu:
+            # vLLM compiles the model with inductor on CPU: minutes at every start for little gain here
+            args["enforce_eager"] = True
+            if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+                args["kv_cache_memory_bytes"] = 2 * GIB  # vLLM's CPU default takes a large share of the RAM
         args.update(self.backend_args)
         if args.get("enable_prompt_embeds") is False:
             raise CultureAlignError("--backend-args enable_prompt_embeds=false: the vLLM backend sends soft prompts "
