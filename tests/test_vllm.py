@@ -99,6 +99,15 @@ def test_no_gradients():
         scorer.differentiable_probs(torch.zeros(1, 1, 4), "prefix")
 
 
+def test_missing_vllm_says_how_to_install():
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    from culturealign.backends import load_backend
+
+    with pytest.raises(CultureAlignError, match="setup-vllm.sh"):
+        load_backend("vllm", "default")
+
+
 def test_backend_args_are_coerced():
     from culturealign.backends.vllm import coerce_arg
 

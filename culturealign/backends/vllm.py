@@ -111,6 +111,7 @@ class VLLMBackend:
                  **backend_args: Any):
         from transformers import AutoConfig, AutoTokenizer
 
+        require_vllm()  # fail before any work, with how to install it
         self.model_id = model_id
         self.path = _resolve_path(model_id)
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
