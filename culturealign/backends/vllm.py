@@ -140,6 +140,9 @@ class VLLMBackend:
         if on_cpu:
             # vLLM compiles the model with inductor on CPU: minutes at every start for little gain here
             args["enforce_eager"] = True
+            # vLLM's CPU default block is 128 tokens, longer than most rows' heads, so nothing would be reused;
+            # 32 is the smallest the CPU attention kernel takes
+            args["block_size"] = 32
             if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
                 args["kv_cache_memory_bytes"] = 2 * GIB  # vLLM's CPU default takes a large share of the RAM
         args.update(self.backend_args)
