@@ -1,8 +1,9 @@
-"""Gradient against black-box alignment at equal wall-clock cost on the default model.
+"""Gradient against black-box alignment at equal compute on the default model.
 
 For each country: the start (the soft prompt at its initialisation, z = 0, shared by every method: same init text,
 same seed-independent start), the naive, persona and ICL prompts and the reference-mean predictor; then each method
-runs for the same number of seconds from that start: ``adam`` (gradients, align's gradient optimiser), ``cma``
+runs for the same compute from that start (CPU seconds of the process / torch threads: wall seconds on an idle machine,
+and fair when other work shares the cores): ``adam`` (gradients, align's gradient optimiser), ``cma``
 (align's black-box default, 64-dim subspace) and ``de`` (the paper-faithful setting: DE in the full embedding space).
 Every run records its best loss against seconds and against forward-pass equivalents, so one curve gives every
 smaller budget. Each final prompt is then measured with each option order alone, on a reworded questionnaire
@@ -39,21 +40,33 @@ METHODS = {  # name: (label, AlignConfig fields, SoftPromptConfig fields)
             dict(space="subspace", placement="prefix")),
     "de": ("DE, full space, prefix (paper)", dict(optimizer="de"), dict(space="full", placement="prefix")),
 }
+DEFAULT_STEPS = AlignConfig(country="").steps
 COLORS = {"adam": "tab:red", "adam-suffix": "tab:orange", "cma": "tab:blue", "de": "tab:green"}
 
 
+def compute_seconds() -> float:
+    """CPU seconds of this process divided by torch's thread count: equal to wall seconds on an idle machine, and not
+    inflated when other work shares the cores, so every method gets the same compute whatever the machine's load."""
+    import torch
+
+    return time.process_time() / torch.get_num_threads()
+
+
 def timed_run(session: Session, country: str, method: str, seed: int, seconds: float, run_dir: Path) -> dict:
-    """One alignment for ``seconds`` of wall clock; the curve (seconds, forward equivalents, best loss)."""
+    """One alignment for ``seconds`` of compute (``compute_seconds``); the curve (compute seconds, forward
+    equivalents, best loss, wall seconds)."""
     _, fields, soft_fields = METHODS[method]
-    cfg = AlignConfig(country=country, seed=seed, budget=10 ** 6, steps=10 ** 6,
+    # adam keeps align's default schedule (cosine over its default 20 steps, then lr / 10 until the compute is spent)
+    cfg = AlignConfig(country=country, seed=seed, budget=10 ** 6,
                       soft=SoftPromptConfig(**soft_fields), measure=session.config, **fields)
     run = make_alignment(cfg, run_dir, session=session)
-    start = time.perf_counter()
+    start, wall = compute_seconds(), time.perf_counter()
     curve = []
-    while time.perf_counter() - start < seconds:
+    while compute_seconds() - start < seconds:
         row = run.step()
-        curve.append((time.perf_counter() - start, row["forward_equivalents"], row["best_loss"]))
-    run.state.elapsed = time.perf_counter() - start
+        curve.append((compute_seconds() - start, row["forward_equivalents"], row["best_loss"],
+                      time.perf_counter() - wall))
+    run.state.elapsed = time.perf_counter() - wall
     run.save_best()
     run.write_run("finished")
     return {"method": method, "seed": seed, "curve": curve, "best_loss": run.state.best_loss,
@@ -79,14 +92,15 @@ def held_out(session: Session, reworded: Session, prompt: SoftPrompt | None, cou
             judgements = []
         if judgements:
             out["culturalbench"] = culturalbench_metrics(judgements, score_judgements(
-                session.lm, judgements, None, prompt, session.config.batch_size))["question_accuracy"]
+                session.backend, judgements, None, prompt, session.config.batch_size))["question_accuracy"]
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--countries", default="US,CN,IN,SA")
-    ap.add_argument("--minutes", type=float, default=10.0, help="wall clock per run")
+    ap.add_argument("--minutes", type=float, default=10.0,
+                    help="compute per run: CPU minutes of this process / torch threads (= wall minutes when idle)")
     ap.add_argument("--runs", default="adam:2,cma:2,de:1", help="method:seeds,...")
     ap.add_argument("--report-only", action="store_true", help="rewrite the tables from the saved results")
     ap.add_argument("--culturalbench", type=int, default=20, help="CulturalBench questions per country (0: skip)")
@@ -102,15 +116,14 @@ def main() -> None:
     runs = [(m, int(n)) for m, n in (x.split(":") for x in args.runs.split(","))]
     session = Session(MeasureConfig())
     # the reworded questionnaire, measured under the training constants (the loss must mean the same thing)
-    reworded = Session(MeasureConfig(questionnaire=str(REWORDED)), lm=session.lm, constants=session.constants)
+    reworded = Session(MeasureConfig(questionnaire=str(REWORDED)), lm=session.backend, constants=session.constants)
     results = {"command": command(), "machine": machine(), "minutes": args.minutes, "countries": {}}
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="gradient-bench-"))
     for code in args.countries.split(","):
         country = lookup(code)
         objective = session.objective(country)
-        emb = session.lm.model.get_input_embeddings()
-        p0 = initial_embeddings(SoftPromptConfig(), emb, session.lm.tokenizer, country.name, 0)
+        p0 = initial_embeddings(SoftPromptConfig(), session.backend, session.backend.tokenizer, country.name, 0)
         start = {pl: float(objective.loss(session.survey("naive", country).answer(p0[None], pl).expected)[0])
                  for pl in ("prefix", "suffix")}
         entry = {"start": start, "reference mean": objective.reference_mean_loss(),
@@ -146,16 +159,19 @@ def write_report(results: dict, quick: bool = False) -> None:
         for r in e["runs"]:
             per.setdefault(r["method"], []).append(r)
             start = e["start"][METHODS[r["method"]][2]["placement"]]
-            t, _, best = zip(*r["curve"]) if r["curve"] else ((), (), ())
+            t, best = [c[0] for c in r["curve"]], [c[2] for c in r["curve"]]
             ax.step([0, *t], [start, *best], where="post", color=COLORS[r["method"]], alpha=0.8,
                     label=f"{r['method']} seed {r['seed']}")
         ax.axhline(e["reference mean"], color="gray", ls="--", lw=1, label="reference mean")
         ax.axhline(0.4 * e["reference mean"], color="gray", ls=":", lw=1, label="0.4 x reference mean")
         ax.set_title(name)
-        ax.set_xlabel("seconds")
+        ax.set_xlabel("compute seconds (CPU s / threads)")
         ax.set_ylabel("best L1 loss")
         best_base = min(e["naive"], e["persona"], e["icl"])
         cells = [" / ".join(f"{r['best_loss']:.1f} ({r['steps']})" for r in per.get(m, [])) or "-" for m in methods]
+        # align's default is 20 Adam steps; the adam curve passes through it (same configuration, deterministic)
+        default = [r["curve"][DEFAULT_STEPS - 1][2] for r in per.get("adam", []) if len(r["curve"]) >= DEFAULT_STEPS]
+        cells.append(f"{default[0]:.1f} ({default[0] / e['reference mean']:.2f})" if default else "-")
         winner = min((r for r in e["runs"]), key=lambda r: r["best_loss"])
         rows.append(f"| {name} | {e['start']['prefix']:.1f} / {e['start']['suffix']:.1f} | {e['naive']:.1f} | "
                     f"{e['persona']:.1f} | {e['icl']:.1f} | {e['reference mean']:.1f} | " + " | ".join(cells)
@@ -179,15 +195,17 @@ def write_report(results: dict, quick: bool = False) -> None:
     figure.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(figure, dpi=110)
     labels = "; ".join(f"`{m}`: {METHODS[m][0]}" for m in methods)
-    body = [f"### Gradient vs black-box at equal wall clock on `default`{' (quick)' if quick else ''}",
+    body = [f"### Gradient vs black-box at equal compute on `default`{' (quick)' if quick else ''}",
             "", f"Command: `{results['command']}`  ", f"Machine: {results['machine']}  ",
-            f"Each run: {results['minutes']:g} min of wall clock from the same start (the soft prompt initialised from "
+            f"Each run: {results['minutes']:g} min of compute (CPU time of the process divided by torch's threads: wall "
+            "clock on an idle machine, and the same for every method when other work shares the cores) from the same start (the soft prompt initialised from "
             "\"You are a person from <country>.\", 8 tokens; the start's loss is shown per placement), naive prompt, "
             f"anchored constants (leave-one-out for anchor countries), both option orders. Methods: {labels}. Cells: "
             "best true L1 loss (index points) and, in brackets, the gradient steps or black-box generations done.",
             "", "| country | start prefix / suffix | naive | persona | ICL | reference mean | "
-            + " | ".join(methods) + " | best run / reference mean | best run below naive, persona, ICL |",
-            "|---|---|---|---|---|---|" + "---|" * len(methods) + "---|---|",
+            + " | ".join(methods) + f" | `align` default ({DEFAULT_STEPS} Adam steps; / reference mean) "
+            "| best run / reference mean | best run below naive, persona, ICL |",
+            "|---|---|---|---|---|---|" + "---|" * len(methods) + "---|---|---|",
             *rows, "", f"![loss against seconds]({figure.relative_to(ROOT)})", "",
             "Held-out checks of each final prompt (loss without -> with the soft prompt, the same constants): each option "
             "order alone, a reworded questionnaire (examples/vsm2013-reworded.json), the share of the training gain "

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import torch
 
-from ..errors import CultureAlignError
+from ..compat import cache_kwargs, checkpointing_disable, checkpointing_enable, output_cache
 from ..config import DEFAULT_LABELS
+from ..errors import CultureAlignError
 from ..prompts import LABELS, SurveyRow, render_chat
 from .base import PLACEMENTS, Backend, RowScores, check_soft, place_soft_prompt  # noqa: F401  (re-exported)
 
@@ -258,8 +259,8 @@ class SurveyScorer:
             return _at_least_fp32(out.logits), None
         cache = DynamicCache(ddp_cache_data=past) if past is not None else DynamicCache()
         out = self.model(inputs_embeds=embeds, attention_mask=full_mask, position_ids=positions,
-                         cache=cache, use_cache=True, logits_to_keep=keep)
-        return _at_least_fp32(out.logits), out.cache
+                         use_cache=True, logits_to_keep=keep, **cache_kwargs(self.model, cache))
+        return _at_least_fp32(out.logits), output_cache(out)
 
     def _option_scores(self, last_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logprobs = torch.log_softmax(last_logits, dim=-1)[:, self.option_ids]
@@ -397,7 +398,7 @@ def activation_checkpointing(model, enabled: bool = True):
     if not getattr(model, "supports_gradient_checkpointing", False):
         raise CultureAlignError(f"{type(model).__name__} does not support activation checkpointing: "
                                 "leave out --checkpointing")
-    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    checkpointing_enable(model, {"use_reentrant": False})
     layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
     for layer in layers:
         layer.training = True
@@ -406,7 +407,7 @@ def activation_checkpointing(model, enabled: bool = True):
     finally:
         for layer in layers:
             layer.training = False
-        model.activation_checkpointing_disable()
+        checkpointing_disable(model)
         model.eval()
 
 
