@@ -97,26 +97,3 @@ def test_no_gradients():
     scorer = VLLMScorer.__new__(VLLMScorer)  # the method raises before touching any state
     with pytest.raises(CultureAlignError, match="no gradients"):
         scorer.differentiable_probs(torch.zeros(1, 1, 4), "prefix")
-
-
-def test_missing_vllm_says_how_to_install():
-    if importlib.util.find_spec("vllm") is not None:
-        pytest.skip("vLLM is installed here")
-    from culturealign.backends import load_backend
-
-    with pytest.raises(CultureAlignError, match="setup-vllm.sh"):
-        load_backend("vllm", "default")
-
-
-def test_backend_args_are_coerced():
-    from culturealign.backends.vllm import coerce_arg
-
-    assert coerce_arg("2") == 2 and coerce_arg("0.8") == 0.8 and coerce_arg("true") is True
-    assert coerce_arg("none") is None and coerce_arg("bfloat16") == "bfloat16" and coerce_arg(3) == 3
-
-
-def test_unknown_backend_is_a_clear_error():
-    from culturealign.backends import load_backend
-
-    with pytest.raises(CultureAlignError, match="unknown backend"):
-        load_backend("nope")

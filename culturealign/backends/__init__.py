@@ -28,7 +28,8 @@ BACKENDS: dict[str, Any] = {
 }
 
 #: how to install the engine of a built-in backend, named in the error when its import fails
-INSTALL_HINTS = {"vllm": "pip install 'culturealign[vllm]'"}
+INSTALL_HINTS = {"vllm": "on a CUDA machine pip install 'culturealign[vllm]'; on CPU its own environment, "
+                          "bash scripts/setup-vllm.sh, then .venv-vllm/bin/culturealign (or use --backend hf)"}
 
 
 def register_backend(name: str, target: str | type | None = None):

@@ -135,3 +135,31 @@ def place_soft_prompt(head: torch.Tensor, tail: torch.Tensor, soft_prompt: torch
         return torch.cat([head, tail])
     soft_prompt = soft_prompt.to(head.device, head.dtype)
     return torch.cat([soft_prompt, head, tail] if placement == "prefix" else [head, soft_prompt, tail])
+
+
+def label_token_ids(encode, rows: Sequence[SurveyRow], labels: Sequence[str]) -> tuple[list[int] | None, bool]:
+    """The token ids of ``labels`` when each is exactly one token after every row's tail, else None; and whether
+    the tails' trailing space was moved into the label. One rule for every backend.
+
+    Tried in order: the label right after the tail; for tails ending in a space, the label with that space
+    (" A" after "Answer:", how "Answer: A" is tokenised, instead of a lone space token before " A"); a space and
+    the label after the tail. ``encode``: text -> token ids without special tokens.
+    """
+    tails = sorted({r.tail for r in rows})
+    tries = [("", False), (" ", True), (" ", False)] if all(t.endswith(" ") for t in tails) else [("", False),
+                                                                                                  (" ", False)]
+    for space, moved in tries:
+        found = [_next_tokens(encode, tail[:-1] if moved else tail, space, labels) for tail in tails]
+        if all(f is not None and f == found[0] for f in found) and len(set(found[0])) == len(labels):
+            return found[0], moved
+    return None, False
+
+
+def _next_tokens(encode, tail: str, space: str, labels: Sequence[str]) -> list[int] | None:
+    base, ids = encode(tail), []
+    for label in labels:
+        full = encode(tail + space + label)
+        if len(full) != len(base) + 1 or full[:-1] != base:
+            return None
+        ids.append(full[-1])
+    return ids

@@ -24,7 +24,7 @@ from ..compat import cache_kwargs, checkpointing_disable, checkpointing_enable, 
 from ..config import DEFAULT_LABELS
 from ..errors import CultureAlignError
 from ..prompts import LABELS, SurveyRow, render_chat
-from .base import PLACEMENTS, Backend, RowScores, check_soft, place_soft_prompt  # noqa: F401  (re-exported)
+from .base import PLACEMENTS, Backend, RowScores, check_soft, label_token_ids, place_soft_prompt  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     from ..models import LoadedModel
@@ -61,8 +61,8 @@ class SurveyScorer:
         encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
         self.head_ids = [encode(r.head) for r in self.rows]
         self.tail_ids = [encode(r.tail) for r in self.rows]
-        self.option_ids = self._single_token_options(encode)
-        if self.option_ids is not None and self._space_moved:
+        self.option_ids, space_moved = label_token_ids(encode, self.rows, self.labels)
+        if self.option_ids is not None and space_moved:
             # a tail ending in a space ("Answer: "): the space belongs to the label, as in the text "Answer: A"
             self.tail_ids = [encode(r.tail[:-1]) for r in self.rows]
         if scoring == "next_token" and self.option_ids is None:
@@ -146,32 +146,6 @@ class SurveyScorer:
         return replies
 
     # ---- checks -----------------------------------------------------------------------------------------------
-    def _single_token_options(self, encode) -> list[int] | None:
-        """Token ids of the labels when each label is exactly one token after every row's tail, else None.
-
-        Tried in order: the label right after the tail; for tails ending in a space, the label with that space
-        (" A" after "Answer:", how "Answer: A" is tokenised, instead of a lone space token before " A"; sets
-        ``_space_moved``); a space and the label after the tail."""
-        tails = sorted({r.tail for r in self.rows})
-        self._space_moved = False
-        tries = [("", False), (" ", True), (" ", False)] if all(t.endswith(" ") for t in tails) else [("", False),
-                                                                                                      (" ", False)]
-        for space, moved in tries:
-            found = [self._next_tokens(encode, tail[:-1] if moved else tail, space) for tail in tails]
-            if all(f is not None and f == found[0] for f in found) and len(set(found[0])) == len(self.labels):
-                self._space_moved = moved
-                return found[0]
-        return None
-
-    def _next_tokens(self, encode, tail: str, space: str) -> list[int] | None:
-        base, ids = encode(tail), []
-        for label in self.labels:
-            full = encode(tail + space + label)
-            if len(full) != len(base) + 1 or full[:-1] != base:
-                return None
-            ids.append(full[-1])
-        return ids
-
     def _check_soft(self, soft: torch.Tensor | None, placement: str) -> torch.Tensor:
         soft = check_soft(soft, placement, self.hidden_size)
         if soft is None:

@@ -26,11 +26,10 @@ import torch
 
 from ..errors import CultureAlignError
 from ..prompts import SurveyRow, render_chat
-from ..scoring import PLACEMENTS, RowScores, place_soft_prompt
+from . import INSTALL_HINTS, _parse_value
+from .base import PLACEMENTS, Backend, RowScores, label_token_ids, place_soft_prompt
 
-INSTALL_HINT = ("the vLLM backend needs vLLM: on a CUDA machine `pip install -e '.[vllm]'`; on CPU its own "
-                "environment, `bash scripts/setup-vllm.sh`, then run `.venv-vllm/bin/culturealign`. "
-                "Or use the Hugging Face backend (--backend hf)")
+INSTALL_HINT = "the vLLM backend needs vLLM: " + INSTALL_HINTS["vllm"]
 GIB = 2 ** 30
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
            "float16": torch.float16, "fp16": torch.float16, "half": torch.float16, "float": torch.float32}
@@ -51,46 +50,7 @@ def require_vllm():
     return vllm
 
 
-def coerce_arg(value: Any) -> Any:
-    """A ``--backend-args`` value from the command line (a string) as the engine expects it: int, float, bool,
-    None, else the string. Non-strings pass through."""
-    if not isinstance(value, str):
-        return value
-    low = value.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
-
-
-def label_token_ids(encode, rows: Sequence[SurveyRow], labels: Sequence[str]) -> list[int] | None:
-    """Token ids of ``labels`` when each is exactly one token after every row's tail (tried without, then with a
-    leading space), else None. The same rule as ``SurveyScorer._single_token_options``."""
-    tails = sorted({r.tail for r in rows})
-    for space in ("", " "):
-        found = [_next_tokens(encode, tail, space, labels) for tail in tails]
-        if all(f is not None and f == found[0] for f in found) and len(set(found[0])) == len(labels):
-            return found[0]
-    return None
-
-
-def _next_tokens(encode, tail: str, space: str, labels: Sequence[str]) -> list[int] | None:
-    base, ids = encode(tail), []
-    for label in labels:
-        full = encode(tail + space + label)
-        if len(full) != len(base) + 1 or full[:-1] != base:
-            return None
-        ids.append(full[-1])
-    return ids
-
-
-class VLLMBackend:
+class VLLMBackend(Backend):
     """A causal LM served by a vLLM engine (started on first use: :meth:`embed` and :meth:`embedding_matrix` do
     not need it).
 
@@ -119,7 +79,7 @@ class VLLMBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.config = AutoConfig.from_pretrained(self.path)
         self.hidden_size: int = int(self.config.get_text_config().hidden_size)
-        self.backend_args = {k: coerce_arg(v) for k, v in backend_args.items()}
+        self.backend_args = {k: _parse_value(v) if isinstance(v, str) else v for k, v in backend_args.items()}
         self.dtype_name = dtype
         self._llm = None
         self._embedding: torch.Tensor | None = None
@@ -197,9 +157,12 @@ class VLLMBackend:
 
     # ---- scoring and generation ---------------------------------------------------------------------------------
     def scorer(self, rows: Sequence[SurveyRow], labels: Sequence[str], batch_size: int | None = None,
-               max_memory_mb: float | None = None) -> "VLLMScorer":
+               max_memory_mb: float | None = None, **options: Any) -> "VLLMScorer":
         """A scorer for ``rows`` (``batch_size`` and ``max_memory_mb`` do not apply: vLLM's scheduler batches
         under its own memory budget, ``gpu_memory_utilization`` / ``kv_cache_memory_bytes``)."""
+        if options.get("use_cache") is False or options.get("scoring") not in (None, "auto", "next_token"):
+            raise CultureAlignError(f"the vLLM backend scores next tokens with its own cache; it does not take "
+                                    f"{options} (use --backend hf)")
         return VLLMScorer(self, rows, labels)
 
     def generate(self, system: str | None, text: str, soft=None, placement: str = "prefix",
@@ -218,6 +181,15 @@ class VLLMBackend:
                                 top_p=0.95 if temperature > 0 else 1.0, seed=seed, **sampling)
         out = self.llm.generate([{"prompt_embeds": embeds.contiguous()}], params, use_tqdm=False)[0]
         return self.tokenizer.decode(list(out.outputs[0].token_ids), skip_special_tokens=True).strip()
+
+    def fingerprint(self) -> dict:
+        """The anchored constants' cache key: the model folder, its weight files, the engine's dtype and platform
+        (known without starting the engine), so fits are cached apart from the Hugging Face backend's."""
+        from vllm.platforms import current_platform
+
+        return {"model": self.path, "dtype": str(self.engine_args()["dtype"]),
+                "device": "cpu" if current_platform.is_cpu() else "gpu", "weights": _weights_files(Path(self.path)),
+                "backend": self.name}
 
     def provenance(self) -> dict:
         """What produced the scores: backend, versions, model path and the engine's options."""
@@ -241,8 +213,9 @@ class VLLMScorer:
         self.hidden_size = backend.hidden_size
         encode = lambda text: backend.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
         self.head_ids = [encode(r.head) for r in self.rows]
-        self.tail_ids = [encode(r.tail) for r in self.rows]
-        self.option_ids = label_token_ids(encode, self.rows, self.labels)
+        self.option_ids, space_moved = label_token_ids(encode, self.rows, self.labels)
+        # a tail ending in a space ("Answer: "): the space belongs to the label, as in the text "Answer: A"
+        self.tail_ids = [encode(r.tail[:-1] if space_moved else r.tail) for r in self.rows]
         if self.option_ids is None:
             # scoring multi-token labels needs prompt logprobs, which vLLM does not give for embedding prompts
             raise CultureAlignError(f"option labels {self.labels} are not single tokens for this tokenizer: the "
