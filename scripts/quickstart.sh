@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Set everything up, then run the main job on the default model: a short alignment to China and the comparison table.
+# Set everything up, then run the main job on the default model: an alignment to China with align's defaults (20 Adam steps) and the comparison table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # --force: this demo folder is rewritten on every run of the quickstart (align never overwrites without it)
-.venv/bin/culturealign align --country CN --out runs/quickstart-cn --steps 12 --force
+.venv/bin/culturealign align --country CN --out runs/quickstart-cn --force
 .venv/bin/culturealign compare runs/quickstart-cn
