@@ -27,7 +27,7 @@ import torch
 from ..errors import CultureAlignError
 from ..prompts import SurveyRow, render_chat
 from . import INSTALL_HINTS, _parse_value
-from .base import PLACEMENTS, Backend, RowScores, label_token_ids, place_soft_prompt
+from .base import Backend, RowScores, check_soft, label_token_ids, place_soft_prompt
 
 INSTALL_HINT = "the vLLM backend needs vLLM: " + INSTALL_HINTS["vllm"]
 GIB = 2 ** 30
@@ -255,16 +255,10 @@ class VLLMScorer:
 
     def _check_soft(self, soft: torch.Tensor | None, placement: str) -> torch.Tensor:
         """``(P, n_tokens, hidden)`` on the CPU in the engine's dtype (``(1, 0, hidden)`` for the plain model)."""
-        if placement not in PLACEMENTS:
-            raise CultureAlignError(f"unknown placement '{placement}': use one of {', '.join(PLACEMENTS)}")
+        soft = check_soft(soft, placement, self.hidden_size)  # the checks every backend shares
         dtype = self.backend.embedding_matrix().dtype
         if soft is None:
             return torch.zeros(1, 0, self.hidden_size, dtype=dtype)
-        if soft.dim() == 2:
-            soft = soft.unsqueeze(0)
-        if soft.dim() != 3 or soft.shape[-1] != self.hidden_size:
-            raise CultureAlignError(f"soft prompt of shape {tuple(soft.shape)} does not fit this model: "
-                                    f"need (candidates, n_tokens, {self.hidden_size})")
         return soft.detach().to("cpu", dtype)
 
 
