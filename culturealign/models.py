@@ -95,6 +95,21 @@ def resolve_device(device: str | None) -> torch.device:
     return dev
 
 
+def model_path(model_id: str) -> str:
+    """Where ``model_id`` loads from, for every backend: the converted default model's folder, a local folder
+    (``~`` expanded; a missing one is a clear error), or the Hugging Face id unchanged."""
+    if model_id == DEFAULT_MODEL:
+        return str(default_model_dir())
+    looks_local = model_id.startswith((".", "/", "~")) or os.sep in model_id and not _looks_like_hub_id(model_id)
+    if not looks_local:
+        return model_id
+    path = str(Path(model_id).expanduser())  # a quoted "~/model" reaches us unexpanded
+    if not Path(path).is_dir():
+        raise CultureAlignError(f"model folder {path} does not exist: pass --model default, a Hugging Face id "
+                                "or a folder saved with save_pretrained")
+    return path
+
+
 def load_model(model_id: str = DEFAULT_MODEL, device: str | None = "cpu", dtype: str | None = "float32",
                **from_pretrained) -> LoadedModel:
     """Load a causal LM and its tokenizer, frozen and in eval mode (the loader of the ``hf`` backend).
@@ -108,13 +123,7 @@ def load_model(model_id: str = DEFAULT_MODEL, device: str | None = "cpu", dtype:
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
-    path = str(default_model_dir()) if model_id == DEFAULT_MODEL else model_id
-    looks_local = path.startswith((".", "/", "~")) or os.sep in path and not _looks_like_hub_id(path)
-    if looks_local:
-        path = str(Path(path).expanduser())  # a quoted "~/model" reaches us unexpanded
-    if looks_local and not Path(path).is_dir():
-        raise CultureAlignError(f"model folder {path} does not exist: pass --model default, a Hugging Face id "
-                                "or a folder saved with save_pretrained")
+    path = model_path(model_id)
     torch_dtype, dev = resolve_dtype(dtype), resolve_device(device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **{k: v for k, v in from_pretrained.items()

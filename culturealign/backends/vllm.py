@@ -266,17 +266,11 @@ class VLLMScorer:
 def _resolve_path(model_id: str) -> str:
     """A local folder for ``model_id``: the converted default model, a folder, or a hub snapshot (safetensors,
     configs and tokenizer only)."""
-    from ..config import DEFAULT_MODEL
-    from ..models import default_model_dir
+    from ..models import model_path
 
-    if model_id == DEFAULT_MODEL:
-        return str(default_model_dir())
-    local = Path(model_id).expanduser()
-    if local.is_dir():
-        return str(local)
-    if model_id.startswith((".", "/", "~")):
-        raise CultureAlignError(f"model folder {model_id} does not exist: pass --model default, a Hugging Face id "
-                                "or a folder saved with save_pretrained")
+    path = model_path(model_id)  # the default model, a local folder (or a clear error), else a hub id
+    if Path(path).is_dir():
+        return path
     try:
         from huggingface_hub import snapshot_download
 
