@@ -7,6 +7,11 @@ Two kinds of optimiser share one run folder and one loop:
 - gradient (``adam``): white-box, the soft prompt's gradient through the model (:mod:`culturealign.gradient`), one
   step per forward + backward pass over every survey row.
 
+A black-box run hands each population's soft prompts to an *evaluator*, ``evaluator(prompts (P, n_tokens, hidden))
+-> expected answers (P, 24)``: :class:`LocalEvaluator` (the default) is one batched pass on this process's model;
+:class:`SplitEvaluator` splits the population over the workers of an executor (:mod:`culturealign.executors`, e.g.
+Ray actors, one per GPU). The loss, the optimiser, checkpoints and the run folder stay with the run.
+
 :func:`align` runs (or resumes) the loop and writes a run folder:
 
 - ``run.json``: configuration, seed, model, library versions, constants, target, the best candidate's profile and
@@ -37,6 +42,7 @@ from .backends import get_backend
 from .backends.base import require_gradients
 from .config import GRADIENT_OPTIMIZERS, AlignConfig, MeasureConfig, SoftPromptConfig  # noqa: F401  (re-exported)
 from .errors import CultureAlignError
+from .executors import worker_context
 from .instrument import DIMENSIONS
 from .io import atomic_write_bytes, atomic_write_json, atomic_write_text, refuse_overwrite
 from .measure import Session
@@ -79,18 +85,91 @@ class AlignState:
         return state
 
 
+# ---- evaluators: where a population is scored ---------------------------------------------------------------------
+class LocalEvaluator:
+    """Expected answers ``(P, 24)`` of soft prompts ``(P, n_tokens, hidden)``: one batched call on this process's
+    model (the ``survey``'s), with the prompts placed as ``placement`` says."""
+
+    def __init__(self, survey, placement: str):
+        self.survey, self.placement = survey, placement
+
+    def __call__(self, prompts: torch.Tensor) -> np.ndarray:
+        return self.survey.answer(prompts, self.placement).expected
+
+    def describe(self) -> dict:
+        return {"kind": "local"}
+
+
+class SplitEvaluator:
+    """Expected answers ``(P, 24)`` of soft prompts ``(P, n_tokens, hidden)``, the population split into contiguous
+    chunks, one per worker of ``executor`` (each worker's context is a Session of ``config.measure``: its model,
+    loaded once), each chunk scored in one batched call there, the answers put back in population order.
+
+    ``executor``: ``workers``, ``submit(fn, *args)`` and ``describe()``, as :class:`~culturealign.executors.
+    LocalExecutor` and :class:`~culturealign.executors.RayExecutor` have. The workers return answers, not losses:
+    the run's objective (and its constants) stays in one place. A chunk is a pure call, so a worker that dies and
+    is restarted (Ray's ``max_task_retries``) scores it again to the same answers.
+
+    >>> from culturealign.backends.hf import HFBackend
+    >>> from culturealign.executors import LocalExecutor
+    >>> from culturealign.models import LoadedModel
+    >>> tok = make_tokenizer(); backend = HFBackend(LoadedModel(make_model(tok), tok, "tiny", "tiny"))
+    >>> config = AlignConfig(country="CN", optimizer="cma", measure=MeasureConfig(constants="zero", order="forward"))
+    >>> evaluator = SplitEvaluator(LocalExecutor(context=Session(config.measure, backend=backend)), config)
+    >>> evaluator(torch.zeros(3, 2, backend.hidden_size)).shape      # (P, n_tokens, hidden) -> (P, 24)
+    (3, 24)
+    >>> evaluator.describe()
+    {'kind': 'local'}
+    """
+
+    def __init__(self, executor, config: AlignConfig):
+        self.executor = executor
+        self.task = (config.measure, config.prompt, lookup(config.country).name, config.soft.placement)
+
+    def __call__(self, prompts: torch.Tensor) -> np.ndarray:
+        chunks = torch.tensor_split(prompts.detach().cpu(), min(self.executor.workers, len(prompts)))
+        futures = [self.executor.submit(answer_on_worker, *self.task, chunk) for chunk in chunks]
+        return np.concatenate([f.result() for f in futures])
+
+    def describe(self) -> dict:
+        return self.executor.describe()
+
+
+def answer_on_worker(measure: MeasureConfig, style: str, country: str, placement: str,
+                     prompts: torch.Tensor) -> np.ndarray:
+    """Runs on a worker: expected answers ``(P, 24)`` of ``prompts`` on the worker's model (the Session caches the
+    survey, so it is built on the first chunk only)."""
+    session = worker_context()
+    if not isinstance(session, Session) or session.config != measure:
+        raise CultureAlignError("the executor's workers do not hold a Session of this run's measurement settings: "
+                                "build the executor with functools.partial(Session, config.measure)")
+    return LocalEvaluator(session.survey(style, lookup(country)), placement)(prompts)
+
+
+def check_executor(config: AlignConfig, executor: str) -> None:
+    """A gradient run cannot be split over workers (one backward pass through one model): a clear error, before
+    any worker starts."""
+    if config.gradient:
+        raise CultureAlignError(f"--optimizer {config.optimizer} takes gradients through one model, so its steps "
+                                f"cannot be split over --executor {executor}: use --executor local, or a black-box "
+                                "optimiser (--optimizer cma, de or random) to split its populations")
+
+
 class Alignment:
     """One alignment run in ``out_dir``: set up from a config (or a checkpoint) and stepped one generation (or
-    gradient step) at a time with :meth:`step`. Use :func:`make_alignment` to get the right kind."""
+    gradient step) at a time with :meth:`step`. Use :func:`make_alignment` to get the right kind.
+
+    ``evaluator`` scores each population (default: :class:`LocalEvaluator` on ``session``'s model)."""
 
     kind = "black-box"
 
-    def __init__(self, config: AlignConfig, out_dir: str | Path, session: Session | None = None):
+    def __init__(self, config: AlignConfig, out_dir: str | Path, session: Session | None = None, evaluator=None):
         self.config, self.out = config, Path(out_dir)
         self.country = lookup(config.country)
         self.session = session or Session(config.measure)
         self.objective = self.session.objective(self.country)
         self.survey = self.session.survey(config.prompt, self.country)
+        self.evaluator = evaluator or LocalEvaluator(self.survey, config.soft.placement)
         backend = self.session.backend
         self.p0 = initial_embeddings(config.soft, backend, backend.tokenizer, self.country.name, config.seed)
         self.sigma = embedding_scale(backend)
@@ -110,8 +189,8 @@ class Alignment:
 
     def evaluate(self, zs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Losses ``(P,)`` and indices ``(P, 6)`` of a population of search vectors ``(P, dim)``."""
-        answers = self.survey.answer(self.space(zs), self.config.soft.placement)
-        return self.objective.loss(answers.expected), self.objective.indices(answers.expected)
+        expected = self.evaluator(self.space(zs))
+        return self.objective.loss(expected), self.objective.indices(expected)
 
     def step(self) -> dict:
         zs = self.optimizer.ask()
@@ -211,7 +290,8 @@ class Alignment:
         record = {"status": status, "config": self.config.to_dict(), "seed": self.config.seed,
                   "country": self.country.to_dict(), "loss_dimensions": self.objective.dimensions,
                   "constants": self.session.constants_for(self.country).to_dict(), "best": {"loss": st.best_loss, "indices": best},
-                  "optimizer_kind": self.kind, "evaluations": st.evaluations, "generations": st.generation,
+                  "optimizer_kind": self.kind, "executor": self.evaluator.describe(),
+                  "evaluations": st.evaluations, "generations": st.generation,
                   "forward_equivalents": st.cost, "search_dim": self.search_dim, "wall_time_s": st.elapsed,
                   "reference_mean_loss": self.objective.reference_mean_loss(),
                   **{k: v for k, v in self.session.provenance().items() if k != "config"}}
@@ -309,14 +389,18 @@ def _checked(tensors: dict, name: str, shape) -> torch.Tensor:
     return tensors[name]
 
 
-def make_alignment(config: AlignConfig, out_dir: str | Path, session: Session | None = None) -> Alignment:
+def make_alignment(config: AlignConfig, out_dir: str | Path, session: Session | None = None,
+                   executor=None) -> Alignment:
     """The alignment run for ``config.optimizer``: :class:`GradientAlignment` for gradient optimisers, after
-    checking (before a model loads, when no ``session`` is given) that the backend gives gradients."""
+    checking (before a model loads, when no ``session`` is given) that the backend gives gradients. ``executor``:
+    score each population split over its workers (:class:`SplitEvaluator`; black-box optimisers only)."""
+    if executor is not None:
+        check_executor(config, executor.describe()["kind"])
     if config.optimizer in GRADIENT_OPTIMIZERS:
         require_gradients(session.backend if session else get_backend(config.measure.backend),
                           f"--optimizer {config.optimizer}")
         return GradientAlignment(config, out_dir, session)
-    return Alignment(config, out_dir, session)
+    return Alignment(config, out_dir, session, SplitEvaluator(executor, config) if executor is not None else None)
 
 
 def read_checkpoint(folder: str | Path) -> tuple[AlignConfig, dict, dict[str, torch.Tensor]]:
@@ -343,12 +427,14 @@ def read_checkpoint(folder: str | Path) -> tuple[AlignConfig, dict, dict[str, to
 
 
 def align(config: AlignConfig | None, out_dir: str | Path, resume: bool = False, force: bool = False,
-          session: Session | None = None, on_generation=None, on_start=None) -> dict:
+          session: Session | None = None, on_generation=None, on_start=None, executor=None) -> dict:
     """Run (or resume) an alignment; returns the run record (also in ``out_dir/run.json``).
 
     ``on_start(alignment)`` is called once set up and ``on_generation(alignment, row)`` after every generation or
     gradient step (the CLI draws its progress there). Ctrl-C leaves a resumable checkpoint and the best prompt so
-    far, then re-raises KeyboardInterrupt.
+    far, then re-raises KeyboardInterrupt. ``executor`` (black-box optimisers): score each population split over
+    its workers, e.g. a :class:`~culturealign.executors.RayExecutor` built with ``partial(Session, config.measure)``;
+    the loop, checkpoints and run folder stay here, so a run resumes with or without it.
     """
     out = Path(out_dir)
     if resume:
@@ -360,7 +446,7 @@ def align(config: AlignConfig | None, out_dir: str | Path, resume: bool = False,
         if force and out.exists():
             for name in RUN_FILES:  # nothing of an earlier run may survive beside the new one
                 (out / name).unlink(missing_ok=True)
-    run = make_alignment(config, out, session)  # before the folder exists: a setting it refuses leaves nothing
+    run = make_alignment(config, out, session, executor)  # before the folder exists: a setting it refuses leaves nothing
     out.mkdir(parents=True, exist_ok=True)
     if resume:
         run.restore()

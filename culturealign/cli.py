@@ -1,6 +1,7 @@
 """The command-line interface (a thin layer over the library)."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from pathlib import Path
@@ -54,6 +55,11 @@ MemoryOpt = typer.Option(None, "--max-memory", help="memory limit in MB for one 
 BackendOpt = typer.Option(DEFAULT_BACKEND, "--backend", help="the engine that runs the model: hf (transformers; gradients) or vllm (pip install 'culturealign[vllm]'; black-box optimisers only)")
 RunBackendOpt = typer.Option(None, "--backend", help="the engine that runs the model: hf or vllm (default: the run's, else hf)")
 BackendArgsOpt = typer.Option(None, "--backend-args", help="options for the backend's constructor, k=v,k=v (e.g. tensor_parallel_size=2,gpu_memory_utilization=0.8)")
+# ---- where the work runs (experiment: whole units; align: each population, split) -------------------------------
+ExecutorOpt = typer.Option("local", "--executor", help="local (this process) or ray (Ray actors, one per GPU; pip install \"culturealign[ray]\")")
+AddressOpt = typer.Option(None, "--address", help="with --executor ray: the cluster to join (auto, or ray://host:10001); default: a local Ray on this machine")
+ActorsOpt = typer.Option(None, "--actors", help="with --executor ray: actors (default: one per GPU, else one per CPU)")
+GpusPerActorOpt = typer.Option(None, "--gpus-per-actor", help="with --executor ray: GPUs per actor (default: 1 if the cluster has GPUs, else 0)")
 
 
 def _config(model, device, dtype, questionnaire, constants, cat_mas, dimensions, order="both", labels=DEFAULT_LABELS.value,
@@ -69,6 +75,27 @@ def _config(model, device, dtype, questionnaire, constants, cat_mas, dimensions,
                          labels=labels, answer_prefix=answer_prefix, order=order, answer_mode=answer_mode,
                          samples=samples, seed=seed, batch_size=batch_size, max_memory_mb=max_memory,
                          dimensions=parse_dimensions(dimensions) if dimensions else None)
+
+
+def _wants_ray(executor: str, address: Optional[str], actors: Optional[int], gpus_per_actor: Optional[float]) -> bool:
+    """Whether ``--executor`` asks for Ray (checked before anything loads); the Ray options without it are an error."""
+    if executor not in ("local", "ray"):
+        raise CultureAlignError(f"unknown executor '{executor}': use local or ray")
+    if executor == "local" and (address or actors is not None or gpus_per_actor is not None):
+        raise CultureAlignError("--address, --actors and --gpus-per-actor need --executor ray")
+    return executor == "ray"
+
+
+def _ray_executor(measure, address: Optional[str], actors: Optional[int], gpus_per_actor: Optional[float]):
+    """Ray actors, each holding a Session of ``measure`` (the model, loaded once per actor)."""
+    from .executors import RayExecutor
+    from .measure import Session
+
+    runner = RayExecutor(functools.partial(Session, measure), actors=actors, gpus_per_actor=gpus_per_actor,
+                         address=address)
+    if runner.gpus_per_actor and measure.device == "cpu":
+        typer.echo("note: each Ray actor holds a GPU but --device is cpu; pass --device cuda to use it", err=True)
+    return runner
 
 
 def _backend_args(text: Optional[str]) -> Optional[dict]:
@@ -208,15 +235,18 @@ def align(
     dimensions: Optional[str] = DimensionsOpt, order: str = OrderOpt, labels: str = LabelsOpt,
     answer_prefix: str = PrefixOpt, seed: int = SeedOpt, batch_size: int = BatchOpt,
     max_memory: Optional[float] = MemoryOpt, backend: str = BackendOpt, backend_args: Optional[str] = BackendArgsOpt,
+    executor: str = ExecutorOpt, address: Optional[str] = AddressOpt, actors: Optional[int] = ActorsOpt,
+    gpus_per_actor: Optional[float] = GpusPerActorOpt,
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run in --out (its saved configuration is used)"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing run folder"),
     as_json: bool = typer.Option(False, "--json", help="print run.json at the end"),
 ) -> None:
     """Learn a soft prompt that aligns the model's six indices to a country (the paper's method)."""
-    from .align import AlignConfig, align as run_align
+    from .align import AlignConfig, align as run_align, check_executor, read_checkpoint
     from .softprompt import SoftPromptConfig
     from .targets import check_dimensions, lookup
 
+    use_ray = _wants_ray(executor, address, actors, gpus_per_actor)
     if resume:
         config = None
     elif country is None:
@@ -231,10 +261,15 @@ def align(
         config = AlignConfig(country=country, prompt=prompt, optimizer=optimizer, popsize=popsize, budget=budget,
                              seed=seed, patience=patience, steps=steps, lr=lr, schedule=schedule, loss=loss,
                              huber_delta=huber_delta, checkpointing=checkpointing, soft=soft, measure=mcfg)
-    with reporting.AlignProgress(enabled=not as_json) as progress:
+    runner = None
+    if use_ray:  # each population split over Ray actors (black-box optimisers); the loop and run folder stay here
+        run_config = config or read_checkpoint(out)[0]
+        check_executor(run_config, executor)
+        runner = _ray_executor(run_config.measure, address, actors, gpus_per_actor)
+    with runner or contextlib.nullcontext(), reporting.AlignProgress(enabled=not as_json) as progress:
         try:
             record = run_align(config, out, resume=resume, force=force, on_generation=progress.update,
-                               on_start=progress.start)
+                               on_start=progress.start, executor=runner)
         except KeyboardInterrupt:
             typer.echo(f"interrupted: the best prompt so far and a checkpoint are in {out}; continue with "
                        f"`culturealign align --out {out} --resume`", err=True)
@@ -417,26 +452,21 @@ def experiment(
     culturalbench_limit: int = typer.Option(20, "--culturalbench-limit", help="CulturalBench questions per country (0: skip; -1: all)"),
     model: str = ModelOpt, device: str = DeviceOpt, dtype: str = DtypeOpt, constants: str = ConstantsOpt,
     dimensions: Optional[str] = DimensionsOpt, backend: str = BackendOpt, backend_args: Optional[str] = BackendArgsOpt,
-    executor: str = typer.Option("local", "--executor", help="local (this process) or ray (Ray actors, one per GPU; pip install \"culturealign[ray]\")"),
-    address: Optional[str] = typer.Option(None, "--address", help="with --executor ray: the cluster to join (auto, or ray://host:10001); default: a local Ray on this machine"),
-    actors: Optional[int] = typer.Option(None, "--actors", help="with --executor ray: actors (default: one per GPU, else one per CPU)"),
-    gpus_per_actor: Optional[float] = typer.Option(None, "--gpus-per-actor", help="with --executor ray: GPUs per actor (default: 1 if the cluster has GPUs, else 0)"),
+    executor: str = ExecutorOpt, address: Optional[str] = AddressOpt, actors: Optional[int] = ActorsOpt,
+    gpus_per_actor: Optional[float] = GpusPerActorOpt,
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted experiment in --out (its saved configuration is used)"),
     force: bool = typer.Option(False, "--force", help="start over in an existing folder"),
     as_json: bool = typer.Option(False, "--json", help="print results.json at the end"),
 ) -> None:
     """Every method x country x seed on the VSM loss and CulturalBench, with 95 % CIs and one-sample tests against each baseline."""
     from .align import AlignConfig
-    from .executors import LocalExecutor, RayExecutor
+    from .executors import LocalExecutor
     from .experiment import ExperimentConfig, read_config, run_experiment
     from .measure import Session
     from .softprompt import SoftPromptConfig
     from .targets import countries_for
 
-    if executor not in ("local", "ray"):
-        raise CultureAlignError(f"unknown executor '{executor}': use local or ray")
-    if executor == "local" and (address or actors is not None or gpus_per_actor is not None):
-        raise CultureAlignError("--address, --actors and --gpus-per-actor need --executor ray")
+    use_ray = _wants_ray(executor, address, actors, gpus_per_actor)
     if resume:
         config = read_config(out)
     else:
@@ -450,12 +480,9 @@ def experiment(
         config = ExperimentConfig(countries=[t.name for t in targets], seeds=seeds, align=acfg,
                                   culturalbench_limit=None if culturalbench_limit < 0 else culturalbench_limit)
     say = (lambda msg: reporting.console.print(f"[dim]{msg}[/]")) if not as_json else None
-    setup = functools.partial(Session, config.align.measure)
-    runner = (RayExecutor(setup, actors=actors, gpus_per_actor=gpus_per_actor, address=address)
-              if executor == "ray" else LocalExecutor(setup=setup))
+    runner = (_ray_executor(config.align.measure, address, actors, gpus_per_actor) if use_ray
+              else LocalExecutor(setup=functools.partial(Session, config.align.measure)))
     with runner:
-        if executor == "ray" and runner.gpus_per_actor and config.align.measure.device == "cpu":
-            typer.echo("note: each Ray actor holds a GPU but --device is cpu; pass --device cuda to use it", err=True)
         try:
             results = run_experiment(config, out, resume=resume, force=force, on_unit=say, executor=runner)
         except KeyboardInterrupt:

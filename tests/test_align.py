@@ -1,4 +1,5 @@
-"""Alignment runs on the tiny model: determinism, resume after SIGKILL, files, PEFT export, errors."""
+"""Alignment runs on the tiny model: determinism, resume after SIGKILL, files, PEFT export, errors, split scoring."""
+import dataclasses
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 
 from culturealign.align import AlignConfig, align
 from culturealign.cli import app
+from culturealign.executors import LocalExecutor
 from culturealign.measure import MeasureConfig, Session
 from culturealign.models import LoadedModel
 from culturealign.softprompt import PromptSpace, SoftPrompt, SoftPromptConfig
@@ -189,3 +191,67 @@ def test_compare_and_generate_with_a_run(tmp_path, tiny_model_dir):
     res = runner.invoke(app, ["generate", "--soft-prompt", str(tmp_path / "run"), "--model", str(tiny_model_dir),
                               "--max-new-tokens", "5", "Hello"])
     assert res.exit_code == 0, res.output
+
+
+# ---- the evaluator seam: a population split over workers -----------------------------------------------------------
+class _Workers(LocalExecutor):
+    """Three workers in this process sharing one Session: each chunk a SplitEvaluator hands over is noted."""
+
+    workers = 3
+
+    def __init__(self, session):
+        super().__init__(context=session)
+        self.chunks = []
+
+    def submit(self, fn, *args):
+        self.chunks.append(len(args[-1]))
+        return super().submit(fn, *args)
+
+    def describe(self):
+        return {"kind": "three-in-process"}
+
+
+def _without_time_and_executor(record):
+    return {k: v for k, v in record.items() if k not in ("wall_time_s", "executor", "argv")}
+
+
+def test_a_population_split_over_workers_scores_as_one_batch(tmp_path, tiny_model, tiny_tokenizer):
+    session = _session(tiny_model, tiny_tokenizer)
+    local = align(_config(budget=8), tmp_path / "local", session=session)
+    workers = _Workers(session)
+    split = align(_config(budget=8), tmp_path / "split", session=session, executor=workers)
+    assert workers.chunks == [2, 1, 1] * 2  # contiguous chunks of popsize 4, one per worker, two generations
+    assert split["executor"] == {"kind": "three-in-process"} and local["executor"] == {"kind": "local"}
+    assert _without_time_and_executor(split) == _without_time_and_executor(local)
+    assert _history_without_time(tmp_path / "split") == _history_without_time(tmp_path / "local")
+    assert torch.equal(SoftPrompt.load(tmp_path / "split").embeddings, SoftPrompt.load(tmp_path / "local").embeddings)
+
+    # a split run stopped after its first generation resumes in this process from the same checkpoint
+    def stop(run, row):
+        if row["generation"] == 1:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        align(_config(budget=8), tmp_path / "mixed", session=session, executor=_Workers(session), on_generation=stop)
+    resumed = align(None, tmp_path / "mixed", resume=True, session=session)
+    assert _without_time_and_executor(resumed) == _without_time_and_executor(local)
+    assert _history_without_time(tmp_path / "mixed") == _history_without_time(tmp_path / "local")
+
+
+def test_split_scoring_refuses_workers_of_other_settings_and_gradient_runs(tmp_path, tiny_model, tiny_tokenizer):
+    lm = LoadedModel(tiny_model, tiny_tokenizer, "tiny", "tiny")
+    other = Session(MeasureConfig(model="tiny", constants="zero", order="reverse"), lm=lm)
+    with pytest.raises(CultureAlignError, match="do not hold a Session of this run's measurement settings"):
+        align(_config(budget=4), tmp_path / "other", session=_session(tiny_model, tiny_tokenizer),
+              executor=LocalExecutor(context=other))
+    with pytest.raises(CultureAlignError, match="cannot be split over --executor local"):
+        align(dataclasses.replace(_config(), optimizer="adam"), tmp_path / "adam", session=other, executor=LocalExecutor(context=other))
+    assert not (tmp_path / "adam").exists()
+    # on the command line: before Ray starts (no Ray is started here), and the Ray options need --executor ray
+    runner = CliRunner()
+    res = runner.invoke(app, ["align", "--country", "CN", "--out", str(tmp_path / "cli"), "--optimizer", "adam",
+                              "--executor", "ray"])
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit)
+    assert "--optimizer adam takes gradients through one model" in res.output
+    res = runner.invoke(app, ["align", "--country", "CN", "--out", str(tmp_path / "cli"), "--actors", "2"])
+    assert res.exit_code == 2 and "need --executor ray" in res.output
+    assert not (tmp_path / "cli").exists()
