@@ -12,12 +12,14 @@ from test_align import _history_without_time
 import ray
 import torch
 
-from culturealign.align import AlignConfig
+from culturealign.align import AlignConfig, align
 from culturealign.errors import CultureAlignError
 from culturealign.executors import RayExecutor, worker_context
 from culturealign.experiment import ExperimentConfig, Unit, run_experiment, run_unit
 from culturealign.measure import MeasureConfig, Session
 from culturealign.softprompt import SoftPrompt, SoftPromptConfig
+
+pytestmark = pytest.mark.ray
 
 # the functions below run on the actors: ship them by value (the actors cannot import this test module)
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -128,3 +130,61 @@ def _fails() -> None:
 def test_a_worker_error_reaches_the_driver_as_is(executor):
     with pytest.raises(CultureAlignError, match="^a clear message from the worker$"):
         executor.submit(_fails).result()
+
+
+# ---- align: each population split over the actors ------------------------------------------------------------------
+class _Noting:
+    """The module's executor, noting the actor of every call; ``die_once`` (a file) makes the first call kill its
+    actor's process mid-call, as a lost node or an out-of-memory kill would."""
+
+    def __init__(self, executor, die_once: Path | None = None):
+        self.executor, self.die_once, self.actors = executor, die_once, []
+        self.workers = executor.workers
+
+    def submit(self, fn, *args):
+        if self.die_once is not None:
+            fn, args = _dies_once, (str(self.die_once), fn, *args)
+        future = self.executor.submit(fn, *args)
+        self.actors.append(future.actor)
+        return future
+
+    def describe(self):
+        return self.executor.describe()
+
+
+def _dies_once(marker: str, fn, *args):
+    if not Path(marker).exists():
+        Path(marker).write_text(str(os.getpid()))
+        os._exit(1)
+    return fn(*args)
+
+
+def _align_config(model_dir) -> AlignConfig:
+    return AlignConfig(country="China", optimizer="cma", popsize=4, budget=8, seed=3, measure=_measure(model_dir),
+                       soft=SoftPromptConfig(n_tokens=2, subspace_dim=4))
+
+
+def _same_run(tmp_path, name: str, model_dir, record: dict) -> None:
+    """The run in ``tmp_path / name`` ended exactly as the same run scored in this process."""
+    local = align(_align_config(model_dir), tmp_path / "local", session=Session(_measure(model_dir)))
+    assert record["status"] == "finished" and record["evaluations"] == 8 and record["generations"] == 2
+    assert record["best"] == local["best"]
+    assert _history_without_time(tmp_path / name) == _history_without_time(tmp_path / "local")
+    assert SoftPrompt.load(tmp_path / name).embeddings.equal(SoftPrompt.load(tmp_path / "local").embeddings)
+
+
+def test_align_split_over_two_actors_equals_local(tmp_path, executor, tiny_model_dir, one_thread):
+    noting = _Noting(executor)
+    record = align(_align_config(tiny_model_dir), tmp_path / "ray", session=Session(_measure(tiny_model_dir)),
+                   executor=noting)
+    assert record["executor"] == {"kind": "ray", "actors": 2, "gpus_per_actor": 0, "max_retries": 2}
+    assert len(noting.actors) == 4 and len(set(noting.actors[:2])) == 2  # 2 generations x one chunk per actor
+    _same_run(tmp_path, "ray", tiny_model_dir, record)
+
+
+def test_align_survives_an_actor_killed_mid_population(tmp_path, executor, tiny_model_dir, one_thread):
+    marker = tmp_path / "died"
+    record = align(_align_config(tiny_model_dir), tmp_path / "ray", session=Session(_measure(tiny_model_dir)),
+                   executor=_Noting(executor, die_once=marker))
+    assert marker.is_file()  # an actor died scoring its first chunk; restarted, it scored it again
+    _same_run(tmp_path, "ray", tiny_model_dir, record)
