@@ -255,3 +255,24 @@ def test_split_scoring_refuses_workers_of_other_settings_and_gradient_runs(tmp_p
     res = runner.invoke(app, ["align", "--country", "CN", "--out", str(tmp_path / "cli"), "--actors", "2"])
     assert res.exit_code == 2 and "need --executor ray" in res.output
     assert not (tmp_path / "cli").exists()
+
+
+def test_align_command_hands_its_populations_to_the_ray_executor(tmp_path, tiny_model_dir, monkeypatch):
+    """The command's wiring, with the Ray executor replaced by workers in this process (Ray itself: test_ray.py)."""
+    asked = []
+
+    def in_process(measure, address, actors, gpus_per_actor):
+        asked.append((measure, address, actors, gpus_per_actor))
+        return _Workers(Session(measure))
+
+    monkeypatch.setattr("culturealign.cli._ray_executor", in_process)
+    common = ["--out", str(tmp_path / "run"), "--executor", "ray", "--actors", "3", "--json"]
+    res = CliRunner().invoke(app, ["align", "--optimizer", "cma", "--country", "CN", "--model", str(tiny_model_dir),
+                                   "--constants", "zero", "--order", "forward", "--popsize", "4", "--budget", "8",
+                                   "--n-tokens", "2", *common])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["executor"] == {"kind": "three-in-process"}
+    assert asked[0][0].model == str(tiny_model_dir) and asked[0][1:] == (None, 3, None)
+    res = CliRunner().invoke(app, ["align", "--resume", *common])  # the settings come from the checkpoint
+    assert res.exit_code == 0, res.output
+    assert asked[1][0] == asked[0][0] and json.loads(res.stdout)["evaluations"] == 8
