@@ -32,6 +32,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -86,6 +87,15 @@ class AlignState:
 
 
 # ---- evaluators: where a population is scored ---------------------------------------------------------------------
+class Evaluator(Protocol):
+    """What scores a population: soft prompts ``(P, n_tokens, hidden)`` -> expected answers ``(P, 24)`` (1..5), and
+    a JSON-ready description for run.json."""
+
+    def __call__(self, prompts: torch.Tensor) -> np.ndarray: ...
+
+    def describe(self) -> dict: ...
+
+
 class LocalEvaluator:
     """Expected answers ``(P, 24)`` of soft prompts ``(P, n_tokens, hidden)``: one batched call on this process's
     model (the ``survey``'s), with the prompts placed as ``placement`` says."""
@@ -163,7 +173,8 @@ class Alignment:
 
     kind = "black-box"
 
-    def __init__(self, config: AlignConfig, out_dir: str | Path, session: Session | None = None, evaluator=None):
+    def __init__(self, config: AlignConfig, out_dir: str | Path, session: Session | None = None,
+                 evaluator: Evaluator | None = None):
         self.config, self.out = config, Path(out_dir)
         self.country = lookup(config.country)
         self.session = session or Session(config.measure)
