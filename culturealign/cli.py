@@ -51,7 +51,7 @@ SamplesOpt = typer.Option(20, "--samples", help="replies per item in sample mode
 SeedOpt = typer.Option(0, "--seed", help="random seed")
 BatchOpt = typer.Option(24, "--batch-size", help="most sequences per forward pass")
 MemoryOpt = typer.Option(None, "--max-memory", help="memory limit in MB for one forward pass; batches shrink to fit")
-BackendOpt = typer.Option(DEFAULT_BACKEND, "--backend", help="the engine that runs the model: hf (transformers; gradients) or vllm (pip install 'culturealign[vllm]'; black-box optimisers only)")
+BackendOpt = typer.Option(DEFAULT_BACKEND, "--backend", help="the engine that runs the model: hf (transformers; gradients) or vllm (pip install 'culturealign\\[vllm]'; black-box optimisers only)")
 RunBackendOpt = typer.Option(None, "--backend", help="the engine that runs the model: hf or vllm (default: the run's, else hf)")
 BackendArgsOpt = typer.Option(None, "--backend-args", help="options for the backend's constructor, k=v,k=v (e.g. tensor_parallel_size=2,gpu_memory_utilization=0.8)")
 
