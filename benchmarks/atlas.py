@@ -107,13 +107,15 @@ def main() -> None:
     saved.write_text(json.dumps({"config": config.to_dict(), **results}, indent=1))
     rows, summary = table(args.out, results)
     means = summary["mean"]
+    seeds = "seed 0" if config.seeds == 1 else f"seeds 0..{config.seeds - 1}"
     body = f"""## Every country on `{name}` (the atlas)
 
-`{command()}` ({machine()}; {wall / 60:.0f} min in all; results in `{saved.relative_to(ROOT)}`, the run
-folders in `{args.out}`). {summary['countries']} countries (every one with all six published scores), one
-alignment run each: {config.align.steps} Adam steps from the persona sentence, seed{'s' if config.seeds > 1 else ''}
-0..{config.seeds - 1}, leave-one-out anchored constants; CulturalBench skipped. *start* is the soft prompt's loss
-before its first step.
+`{command()}` ({machine()}; {wall / 60:.0f} min in all, on {args.actors} Ray actors of one torch thread each,
+sharing the 2 cores with other work; results in `{saved.relative_to(ROOT)}`, the run folders in `{args.out}`).
+{summary['countries']} countries (every one with all six published scores), one alignment run each
+({config.align.steps} Adam steps from the persona sentence, {seeds}), leave-one-out anchored constants, CulturalBench
+skipped. *start* is the soft prompt's loss before its first step; *best baseline* is the lowest of naive, persona,
+ICL and the reference mean; with one seed the verdict is *helps* when the soft prompt's loss is below it.
 
 Mean loss over the countries: start {summary['start']:.1f}, naive {means['naive']:.1f}, persona
 {means['persona']:.1f}, ICL {means['icl']:.1f}, reference mean {means['reference mean']:.1f}, soft prompt
