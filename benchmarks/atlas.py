@@ -74,6 +74,23 @@ def table(out: Path, results: dict) -> tuple[str, dict]:
     return "\n".join(lines), summary
 
 
+def dimension_table(results: dict) -> str:
+    """Per dimension and method: Pearson r between the countries' published scores and the model's indices (does
+    the method tell the countries apart in the right direction?) and the mean absolute error."""
+    methods = ("naive", "persona", "icl", "soft prompt")
+    dims = list(next(iter(results["targets"].values())))
+    lines = ["| dimension | " + " | ".join(f"{m}: r / MAE" for m in methods) + " |", "|---" * (len(methods) + 1) + "|"]
+    for d in dims:
+        cells = []
+        for m in methods:
+            pairs = [(results["targets"][r["country"]][d], r["indices"][d]) for r in results["rows"]
+                     if r["method"] == m and results["targets"][r["country"]].get(d) is not None]
+            t, y = np.array(pairs).T
+            cells.append(f"{np.corrcoef(t, y)[0, 1]:.2f} / {np.abs(t - y).mean():.1f}")
+        lines.append(f"| {d} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default")
@@ -123,6 +140,11 @@ Mean loss over the countries: start {summary['start']:.1f}, naive {means['naive'
 {summary['countries']}** countries.
 
 ![atlas](figures/{figure.name})
+
+Per dimension, over the countries: correlation r between published score and the model's index, and mean absolute
+error (the soft prompt's row is one seed per country):
+
+{dimension_table(results)}
 
 {rows}
 """
