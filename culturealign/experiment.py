@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .align import CHECKPOINT, AlignConfig, align
+from .config import ConstantsKind
 from .culturalbench import culturalbench_metrics, load_culturalbench, score_judgements
 from .errors import CultureAlignError
 from .evaluation import BASELINES
@@ -216,7 +217,7 @@ class Experiment:
         # anchored constants are fitted by the first unit and cached; the others then read them instead of each
         # worker fitting them at once
         workers = getattr(self.executor, "workers", 1)
-        alone = self.config.align.measure.constants == "anchored" and workers > 1
+        alone = self.config.align.measure.constants == ConstantsKind.ANCHORED and workers > 1
         running: dict = {}
         try:
             while pending or running:
