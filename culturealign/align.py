@@ -89,6 +89,7 @@ class Alignment:
         self.config, self.out = config, Path(out_dir)
         self.country = lookup(config.country)
         self.session = session or Session(config.measure)
+        self.session.resolve_constants()
         self.objective = self.session.objective(self.country)
         self.survey = self.session.survey(config.prompt, self.country)
         backend = self.session.backend

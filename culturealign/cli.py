@@ -10,7 +10,7 @@ import typer
 
 from . import reporting
 from .config import DEFAULT_BACKEND, DEFAULT_LABELS, AlignConfig, SoftPromptConfig
-from .errors import CultureAlignError
+from .errors import ConfigError, CultureAlignError
 from .instrument import DIMENSIONS, MAS_WEIGHT_CAT, MAS_WEIGHT_MANUAL, Questionnaire, read_means
 from .io import atomic_write_json, refuse_overwrite, to_json
 
@@ -20,14 +20,35 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 _ALIGN, _SOFT = AlignConfig(country=""), SoftPromptConfig()  # the option defaults come from the configs
 
 
+#: The flag that sets each configuration field (the library's errors name fields; the user sees the flag typed).
+FLAGS = {
+    **{f"MeasureConfig.{name}": flag for name, flag in [
+        ("model", "--model"), ("device", "--device"), ("dtype", "--dtype"), ("questionnaire", "--questionnaire"),
+        ("constants", "--constants"), ("dimensions", "--dimensions"), ("order", "--order"), ("labels", "--labels"),
+        ("answer_prefix", "--answer-prefix"), ("answer_mode", "--answer-mode"), ("samples", "--samples"),
+        ("seed", "--seed"), ("batch_size", "--batch-size"), ("max_memory_mb", "--max-memory"),
+        ("backend", "--backend"), ("backend_args", "--backend-args")]},
+    **{f"SoftPromptConfig.{name}": flag for name, flag in [
+        ("n_tokens", "--n-tokens"), ("placement", "--placement"), ("init", "--init"), ("init_text", "--init-text"),
+        ("space", "--space"), ("subspace_dim", "--subspace-dim"), ("scale", "--scale")]},
+    **{f"AlignConfig.{name}": flag for name, flag in [
+        ("country", "--country"), ("prompt", "--prompt"), ("optimizer", "--optimizer"), ("popsize", "--popsize"),
+        ("budget", "--budget"), ("seed", "--seed"), ("patience", "--patience"), ("steps", "--steps"),
+        ("lr", "--lr"), ("schedule", "--schedule"), ("loss", "--loss"), ("huber_delta", "--huber-delta"),
+        ("checkpointing", "--checkpointing")]},
+    "PromptConfig.style": "--prompt", "reach.steps": "--steps", "reach.dimensions": "--dimensions",
+}
+
+
 def _clean_errors(fn):
-    """Turn every user-facing error into one line on stderr and exit code 2."""
+    """Turn every user-facing error into one line on stderr and exit code 2 (a configuration field named as the
+    flag that sets it, :data:`FLAGS`)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except CultureAlignError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {exc.naming(FLAGS) if isinstance(exc, ConfigError) else exc}", err=True)
             raise typer.Exit(2)
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
@@ -60,7 +81,6 @@ def _config(model, device, dtype, questionnaire, constants, cat_mas, dimensions,
             answer_prefix="", answer_mode="distribution", samples=20, seed=0, batch_size=24, max_memory=None,
             backend=DEFAULT_BACKEND, backend_args=None):
     from .measure import MeasureConfig
-    from .objective import parse_dimensions
 
     return MeasureConfig(model=model, device=device, dtype=dtype, backend=backend,
                          backend_args=_backend_args(backend_args) or {},
@@ -68,7 +88,7 @@ def _config(model, device, dtype, questionnaire, constants, cat_mas, dimensions,
                          mas_weight=MAS_WEIGHT_CAT if cat_mas else MAS_WEIGHT_MANUAL, constants=constants,
                          labels=labels, answer_prefix=answer_prefix, order=order, answer_mode=answer_mode,
                          samples=samples, seed=seed, batch_size=batch_size, max_memory_mb=max_memory,
-                         dimensions=parse_dimensions(dimensions) if dimensions else None)
+                         dimensions=dimensions or None)
 
 
 def _backend_args(text: Optional[str]) -> Optional[dict]:
@@ -170,10 +190,12 @@ def indices(
     item_means = read_means(means)
     q = Questionnaire.load(questionnaire).with_mas_weight(MAS_WEIGHT_CAT if cat_mas_weight else MAS_WEIGHT_MANUAL)
     from . import constants as consts
+    from .config import ConstantsSpec
     from .measure import Session
 
-    c = consts.resolve(constants, lambda: Session(_config(model, device, dtype, questionnaire, constants, cat_mas_weight,
-                                                          None, backend=backend, backend_args=backend_args)).constants)
+    c = consts.resolve(ConstantsSpec.parse(constants), lambda: Session(_config(
+        model, device, dtype, questionnaire, constants, cat_mas_weight, None, backend=backend,
+        backend_args=backend_args)).resolve_constants())
     values = dict(zip(DIMENSIONS, map(float, q.indices(item_means, c.values))))
     result = {"means": item_means.tolist(), "indices": values, "constants": c.to_dict(),
               "mas_weight": q.formulas["MAS"][1][0], "questionnaire": q.source}
@@ -270,9 +292,7 @@ def reach(
     from .objective import parse_dimensions
     from .targets import lookup
 
-    if steps < 1:
-        raise CultureAlignError("--steps must be at least 1")
-    dims = parse_dimensions(dimensions)
+    dims = parse_dimensions(dimensions, "reach.dimensions")
     target = lookup(country) if country else None
     soft = SoftPromptConfig(n_tokens=n_tokens, placement=placement, init=init, init_text=init_text)
     cfg = _config(model, device, dtype, questionnaire, constants, cat_mas_weight, None, order, labels,

@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from .config import ConstantsKind, ConstantsSpec
 from .errors import CultureAlignError
 from .instrument import DIMENSIONS, Questionnaire
 from .io import atomic_write_json
@@ -88,13 +89,20 @@ def _six_numbers(data) -> list[float]:
     return out
 
 
-def resolve(spec: str, fit_anchored: Callable[[], Constants]) -> Constants:
-    """The constants ``spec`` names: ``zero``, ``anchored`` (``fit_anchored()``: needs a model) or a JSON file."""
-    if spec == "zero":
+def resolve(spec: ConstantsSpec | str, fit_anchored: Callable[[], Constants]) -> Constants:
+    """The constants ``spec`` names (a :class:`~culturealign.config.ConstantsSpec` or its string): zero, anchored
+    (``fit_anchored()``, which measures the model or reads its cached fit) or a JSON file. The one place a spec
+    becomes numbers; a session calls it from :meth:`~culturealign.session.Session.resolve_constants`.
+
+    >>> resolve("zero", fit_anchored=None).values.tolist()
+    [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    """
+    spec = ConstantsSpec.parse(spec)
+    if spec.kind is ConstantsKind.ZERO:
         return zero()
-    if spec == "anchored":
+    if spec.kind is ConstantsKind.ANCHORED:
         return fit_anchored()
-    return from_file(spec)
+    return from_file(spec.path)
 
 
 def anchored(raw_indices_for: Callable[[str], np.ndarray], cache_key: dict,

@@ -30,6 +30,7 @@ def compare(session: Session, country: CountryTarget, soft_prompts: dict[str, So
     ``soft_prompts`` maps a label (e.g. the run folder) to a soft prompt and the prompt style it was trained with.
     Returns ``{"country", "loss_dimensions", "constants", "rows": [{"method", "indices": {dim: v}, "loss"}]}``.
     """
+    session.resolve_constants()
     objective = session.objective(country)
     constants = session.constants_for(country)  # an anchor country is left out of its own constants
     rows = [{"method": "target", "indices": {d: country.scores.get(d) for d in DIMENSIONS}, "loss": 0.0}]

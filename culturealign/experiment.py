@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .align import CHECKPOINT, AlignConfig, align
+from .config import ConstantsKind
 from .culturalbench import culturalbench_metrics, load_culturalbench, score_judgements
 from .errors import CultureAlignError
 from .evaluation import BASELINES
@@ -53,7 +54,7 @@ class ExperimentConfig:
     culturalbench_limit: int | None = 20     # questions per country (None: all of them)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "align": self.align.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict) -> "ExperimentConfig":
@@ -106,6 +107,7 @@ def run_unit(unit: Unit, session: Session, out: str | Path, on_generation=None) 
     which it resumes from its checkpoint when one is there: a unit run again after a crash continues where it
     stopped, and one whose run finished is only read back."""
     country = lookup(unit.country)
+    session.resolve_constants()  # anchored: the first unit fits them, the others read its cached fit
     objective = session.objective(country)
     if unit.method == "reference mean":
         return _row(unit, objective.reference_mean_loss(), dict(zip(DIMENSIONS, session.constants.values)), None)
@@ -215,7 +217,7 @@ class Experiment:
         # anchored constants are fitted by the first unit and cached; the others then read them instead of each
         # worker fitting them at once
         workers = getattr(self.executor, "workers", 1)
-        alone = self.config.align.measure.constants == "anchored" and workers > 1
+        alone = self.config.align.measure.constants == ConstantsKind.ANCHORED and workers > 1
         running: dict = {}
         try:
             while pending or running:
@@ -329,7 +331,7 @@ def read_config(out: Path) -> ExperimentConfig:
         limit = config.culturalbench_limit
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
             raise ValueError("'culturalbench_limit' is not a count")
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, CultureAlignError) as exc:
         raise CultureAlignError(f"experiment record {path} is outdated or corrupt ({type(exc).__name__}: {exc}): "
                                 f"{hint}") from None
     return config

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from .backends.base import require_gradients
-from .errors import CultureAlignError
+from .errors import ConfigError, CultureAlignError
 from .instrument import DIMENSIONS, N_ITEMS, N_OPTIONS
 from .survey import Survey
 
@@ -135,10 +135,13 @@ def reach(session, country=None, style: str = "naive", soft=None, steps: int = 1
     from .config import SoftPromptConfig
     from .softprompt import initial_embeddings
 
+    if steps < 1:
+        raise ConfigError(f"reach.steps must be at least 1, not {steps}", "reach.steps")
     require_gradients(session.backend, "reach")
     soft = soft or SoftPromptConfig()
     dims = list(dimensions or DIMENSIONS)
     survey = session.survey(style, country)
+    session.resolve_constants()
     constants = session.constants_for(country) if country else session.constants
     grad = SurveyGradient(survey, constants.values, soft.placement, checkpointing)
     p0 = initial_embeddings(soft, session.backend, session.backend.tokenizer, country.name if country else None, seed)

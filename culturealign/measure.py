@@ -42,6 +42,7 @@ def measure_countries(config: MeasureConfig, countries: Sequence[str | CountryTa
     if before_load:
         before_load()
     session = session or Session(config)
+    session.resolve_constants()
     prompt = load_soft_prompt(soft_prompt, session.backend) if soft_prompt else None
     records = [session.measure(t, style, prompt) for t in targets]
     return {"provenance": session.provenance(), "constants": session.constants.to_dict(),

@@ -36,9 +36,9 @@ class PromptConfig:
     order: Order = Order.BOTH
 
     def __post_init__(self) -> None:
-        self.style = PromptStyle.parse(self.style, "style", "prompt style")
-        self.labels = Labels.parse(self.labels, "labels", "option labels")
-        self.order = Order.parse(self.order, "order", "option order")
+        self.style = PromptStyle.parse(self.style, "PromptConfig.style", "prompt style")
+        self.labels = Labels.parse(self.labels, "PromptConfig.labels", "option labels")
+        self.order = Order.parse(self.order, "PromptConfig.order", "option order")
 
     def to_dict(self) -> dict:
         return asdict(self)

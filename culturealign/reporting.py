@@ -11,6 +11,7 @@ import time
 from rich.console import Console, ConsoleDimensions
 from rich.table import Table
 
+from .config import ConstantsKind
 from .instrument import DIMENSIONS
 
 LOG_WIDTH = 10_000  # columns when stdout is not a terminal: wide enough that no table or line is ever cut
@@ -141,7 +142,7 @@ class AlignProgress:
         return self.progress.__exit__(*exc)
 
     def start(self, run) -> None:
-        if self.enabled and run.session.config.constants == "anchored":
+        if self.enabled and run.session.config.constants.kind is ConstantsKind.ANCHORED:
             print_constants(run.session.constants_for(run.country).to_dict())
         self._total, self._first, self._started = run.total, run.state.evaluations, time.monotonic()
         self.task = self.progress.add_task("align", total=run.total, completed=run.state.evaluations,

@@ -9,12 +9,13 @@ import math
 from dataclasses import fields
 from pathlib import Path
 
-from .config import AlignConfig, MeasureConfig, SoftPromptConfig, check_field_types
-from .errors import CultureAlignError
+from .config import AlignConfig, MeasureConfig, SoftPromptConfig
+from .errors import ConfigError, CultureAlignError
 from .instrument import DIMENSIONS
 from .io import read_json
 
 RUN_FILE = "run.json"
+_JSON_KEYS = {"AlignConfig": "config", "SoftPromptConfig": "config.soft", "MeasureConfig": "config.measure"}
 
 
 def load_run(folder: str | Path) -> tuple[dict, AlignConfig]:
@@ -57,7 +58,8 @@ def load_run(folder: str | Path) -> tuple[dict, AlignConfig]:
             raise bad(f"{key} lacks {', '.join(required)}")
     try:
         config = AlignConfig.from_dict(cfg)
-        check_field_types(config, "config.")
+    except ConfigError as exc:  # named as the file's keys: MeasureConfig.batch_size -> config.measure.batch_size
+        raise bad(exc.naming({f: _json_key(f) for f in exc.fields})) from None
     except CultureAlignError as exc:
         raise bad(str(exc)) from None
     except (TypeError, KeyError, ValueError, AttributeError) as exc:
@@ -68,6 +70,11 @@ def load_run(folder: str | Path) -> tuple[dict, AlignConfig]:
     if "best" in record:
         _check_best(record["best"], bad)
     return record, config
+
+
+def _json_key(field: str) -> str:
+    config, _, name = field.partition(".")
+    return f"{_JSON_KEYS[config]}.{name}" if config in _JSON_KEYS else field
 
 
 def _required(f) -> bool:

@@ -1,12 +1,14 @@
 """The measurement context: :class:`Session` loads the model (in the configured backend) and the questionnaire
-once, resolves the constants, and builds surveys, objectives and measurement records (:meth:`Session.measure`) for
-every command.
+once, resolves the constants when asked (:meth:`Session.resolve_constants`), and builds surveys, objectives and
+measurement records (:meth:`Session.measure`) for every command.
 
 >>> from culturealign.backends.hf import HFBackend
 >>> from culturealign.models import LoadedModel
 >>> from culturealign.targets import lookup
 >>> tok = make_tokenizer(); backend = HFBackend(LoadedModel(make_model(tok), tok, "tiny", "tiny"))
 >>> session = Session(MeasureConfig(constants="zero", order="forward"), backend=backend)
+>>> session.resolve_constants().kind                     # zero or a file: no model needed, already read
+'zero'
 >>> record = session.measure(lookup("CN"), "naive")      # one country, JSON-ready
 >>> sorted(record["indices"]), len(record["items"]), record["constants"]["kind"]
 (['IDV', 'IVR', 'LTO', 'MAS', 'PDI', 'UAI'], 24, 'zero')
@@ -23,7 +25,7 @@ from . import __version__
 from . import constants as consts
 from .backends import load_backend
 from .backends.base import Backend, as_backend
-from .config import MeasureConfig
+from .config import ConstantsKind, ConstantsSpec, MeasureConfig
 from .errors import CultureAlignError
 from .instrument import Questionnaire
 from .models import LoadedModel
@@ -44,28 +46,33 @@ def library_versions() -> dict[str, str]:
 
 
 class Session:
-    """A loaded model (a :class:`~culturealign.backends.base.Backend`) and questionnaire with resolved constants:
+    """A loaded model (a :class:`~culturealign.backends.base.Backend`) and questionnaire with its constants C:
     the context of every command.
 
     config: the measurement settings; the model is loaded from ``config.model`` in ``config.backend`` with
     ``config.backend_args`` unless ``backend`` (an already loaded backend, or a ``LoadedModel``, which is wrapped in
     the ``hf`` backend; ``lm`` is the older name of this argument) is given. constants: fixed constants instead of
     resolving ``config.constants``.
+
+    Zero constants and a file's are read when the session is made. Anchored ones are fitted (or read from their
+    cache) only by :meth:`resolve_constants`, which every command calls once before it measures: until then
+    :attr:`constants`, :meth:`constants_for`, :meth:`objective` and :meth:`measure` raise a
+    :class:`~culturealign.errors.CultureAlignError` saying so, never run the model themselves.
     """
 
     def __init__(self, config: MeasureConfig, lm: Backend | LoadedModel | None = None,
                  constants: consts.Constants | None = None, backend: Backend | LoadedModel | None = None):
-        if config.answer_mode not in ("distribution", "sample"):
-            raise CultureAlignError("--answer-mode must be 'distribution' or 'sample'")
         self.config = config
         self.dimensions = parse_dimensions(config.dimensions)
         self.questionnaire = Questionnaire.load(config.questionnaire).with_mas_weight(config.mas_weight)
         config.prompt("naive")  # validates labels and order before the model loads
+        if constants is None and ConstantsSpec.parse(config.constants).kind is not ConstantsKind.ANCHORED:
+            constants = consts.resolve(config.constants, self._fit_anchored)  # zero or a file: no model needed
+        self._constants = constants  # None until resolve_constants() fits anchored ones
         given = backend if backend is not None else lm
         self.backend = (as_backend(given) if given is not None else
                         load_backend(config.backend, config.model, config.device, config.dtype, **config.backend_args))
         self._surveys: dict[tuple, Survey] = {}
-        self._constants = constants  # None: resolved from config.constants on first use
         self._constants_for: dict[str, consts.Constants] = {}
 
     # ---- building blocks ----------------------------------------------------------------------------------------
@@ -95,12 +102,22 @@ class Session:
             return survey.sample(self.config.samples, self.config.seed, soft, placement)
         return survey.answer(soft, placement)
 
-    @property
-    def constants(self) -> consts.Constants:
-        """The constants of the configuration: for ``anchored``, the fit over every reference country (a target that
-        is one of them is scored with :meth:`constants_for`, which leaves it out)."""
+    def resolve_constants(self) -> consts.Constants:
+        """The constants of the configuration, resolved once (:func:`culturealign.constants.resolve`): for
+        ``anchored``, the fit over every reference country, read from the cache or measured now (a persona
+        measurement per reference country); later calls return the same object."""
         if self._constants is None:
             self._constants = consts.resolve(self.config.constants, self._fit_anchored)
+        return self._constants
+
+    @property
+    def constants(self) -> consts.Constants:
+        """The resolved constants (:meth:`resolve_constants`): for ``anchored``, the fit over every reference
+        country (a target that is one of them is scored with :meth:`constants_for`, which leaves it out)."""
+        if self._constants is None:
+            raise CultureAlignError("the anchored constants are not fitted yet: call session.resolve_constants() "
+                                    "first (it reads the cached fit, or measures the model with each reference "
+                                    "country's persona)")
         return self._constants
 
     def _fit_anchored(self) -> consts.Constants:

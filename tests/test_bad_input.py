@@ -68,7 +68,8 @@ RUN_DEFECTS = {
     "unknown key in config": (_outdated(lambda r: r["config"].update(sigma0=1)), "config has unknown field(s) sigma0"),
     "no country": (_outdated(lambda r: r["config"].pop("country")), "config lacks country"),
     "wrong type": (_outdated(lambda r: r["config"]["measure"].update(batch_size="24")), "batch_size must be int"),
-    "bad value": (_outdated(lambda r: r["config"]["measure"].update(batch_size=0)), "--batch-size must be at least 1"),
+    "bad value": (_outdated(lambda r: r["config"]["measure"].update(batch_size=0)),
+                  "config.measure.batch_size must be at least 1"),  # the file's key, not the flag
     "no constants": (_outdated(lambda r: r.pop("constants")), "no 'constants' object"),
     "NaN constant": (_outdated(lambda r: r["constants"]["values"].update(PDI=float("nan"))),
                      "constants.values must hold a finite number"),
@@ -193,19 +194,19 @@ def test_bad_constants_files(tmp_path, content, message):
 def test_batch_size_must_be_positive(value):
     fails("measure", "--country", "CN", "--batch-size", value, message=f"--batch-size must be at least 1, not {value}")
     fails("align", "--country", "CN", "--out", "unused", "--batch-size", value, message="--batch-size must be at least 1")
-    with pytest.raises(CultureAlignError, match="--batch-size"):
+    with pytest.raises(CultureAlignError, match="MeasureConfig.batch_size"):  # the library names the field
         MeasureConfig(batch_size=int(value))
 
 
 @pytest.mark.parametrize("value", ["-1", "0", "nan"])
 def test_scale_must_be_positive(value):
     fails("align", "--country", "CN", "--out", "unused", "--scale", value, message="--scale must be a positive number")
-    with pytest.raises(CultureAlignError, match="--scale"):
+    with pytest.raises(CultureAlignError, match="SoftPromptConfig.scale"):
         SoftPromptConfig(scale=float(value))
 
 
 def test_other_measure_settings_are_checked():
-    for kw, message in [({"samples": 0}, "--samples"), ({"max_memory_mb": -5.0}, "--max-memory"),
+    for kw, message in [({"samples": 0}, "MeasureConfig.samples"), ({"max_memory_mb": -5.0}, "MeasureConfig.max_memory_mb"),
                         ({"dimensions": "PDI,XYZ"}, "unknown dimension"), ({"scoring": "best"}, "unknown scoring")]:
         with pytest.raises(CultureAlignError, match=message):
             MeasureConfig(**kw)
