@@ -164,26 +164,27 @@ def check_field_types(obj, where: str = "") -> None:
             raise CultureAlignError(f"{where}{f.name} must be {' or '.join(kinds)}, not {value!r:.60}")
 
 
-def normalise_dimensions(spec) -> list[str] | None:
-    """``"lto,ivr"`` or ``["lto", "IVR"]`` -> ``["LTO", "IVR"]`` (in the canonical order); None stays None."""
+def normalise_dimensions(spec, dimensions: Sequence[str] = DIMENSIONS) -> list[str] | None:
+    """``"lto,ivr"`` or ``["lto", "IVR"]`` -> ``["LTO", "IVR"]``: names of an instrument's ``dimensions`` (default the
+    VSM 2013's), any case, in the instrument's order; None stays None."""
     if spec is None:
         return None
     if isinstance(spec, str):
         spec = spec.split(",")
     if not isinstance(spec, (list, tuple)) or not all(isinstance(s, str) for s in spec):
-        raise CultureAlignError(f"dimensions must be a comma-separated subset of {','.join(DIMENSIONS)}, "
+        raise CultureAlignError(f"dimensions must be a comma-separated subset of {','.join(dimensions)}, "
                                 f"not {spec!r:.60}")
-    names = [s.strip().upper() for s in spec if s.strip()]
-    unknown = [n for n in names if n not in DIMENSIONS]
+    names = [s.strip() for s in spec if s.strip()]
+    unknown = [n for n in names if n.lower() not in {d.lower() for d in dimensions}]
     if unknown or not names:
         raise CultureAlignError(f"unknown dimension(s) {unknown or spec}: use a comma-separated subset of "
-                                f"{','.join(DIMENSIONS)}")
-    return [d for d in DIMENSIONS if d in names]
+                                f"{','.join(dimensions)}")
+    return [d for d in dimensions if d.lower() in {n.lower() for n in names}]
 
 
-def parse_dimensions(spec: str | Sequence[str] | None) -> list[str]:
-    """``"PDI,IDV"`` -> ``["PDI", "IDV"]``; None -> all six."""
-    return list(DIMENSIONS) if spec is None else normalise_dimensions(spec)
+def parse_dimensions(spec: str | Sequence[str] | None, dimensions: Sequence[str] = DIMENSIONS) -> list[str]:
+    """``"PDI,IDV"`` -> ``["PDI", "IDV"]``; None -> all of ``dimensions`` (an instrument's; default the VSM 2013's)."""
+    return list(dimensions) if spec is None else normalise_dimensions(spec, dimensions)
 
 
 def _check_backend_args(args) -> None:
@@ -214,7 +215,7 @@ class MeasureConfig:
     model: str = DEFAULT_MODEL
     device: str = "cpu"
     dtype: str = "float32"
-    questionnaire: str | None = None      # path; None = the built-in English VSM 2013
+    questionnaire: str | None = None      # a registered instrument's name or a file; None = the built-in VSM 2013
     mas_weight: float = MAS_WEIGHT_MANUAL
     constants: str = "anchored"           # "zero" | "anchored" | path to a JSON file
     labels: Labels = DEFAULT_LABELS
@@ -226,14 +227,17 @@ class MeasureConfig:
     batch_size: int = 24
     max_memory_mb: float | None = None    # batches shrink to fit this (estimated) memory per forward pass
     scoring: Scoring = Scoring.AUTO
-    dimensions: list[str] | None = None   # None = all six
+    dimensions: list[str] | None = None   # the loss's; None = all of the questionnaire's
     backend: str = DEFAULT_BACKEND        # the engine that runs the model (culturealign.backends: hf, vllm, ...)
     backend_args: dict = field(default_factory=dict)  # options for the backend's constructor (--backend-args)
 
     def __post_init__(self) -> None:
         if self.questionnaire is not None and not isinstance(self.questionnaire, str):
             self.questionnaire = str(self.questionnaire)  # a Path
-        self.dimensions = normalise_dimensions(self.dimensions)
+        if self.dimensions is not None:  # names of the questionnaire's dimensions (read only when some are given)
+            from .instrument import Questionnaire
+
+            self.dimensions = normalise_dimensions(self.dimensions, Questionnaire.load(self.questionnaire).dimensions)
         self.labels = Labels.parse(self.labels, "labels", "option labels")
         self.order = Order.parse(self.order, "order", "option order")
         self.answer_mode = AnswerMode.parse(self.answer_mode, "answer_mode", "answer mode")
