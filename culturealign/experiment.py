@@ -31,6 +31,7 @@ from .culturalbench import culturalbench_metrics, load_culturalbench, score_judg
 from .errors import CultureAlignError
 from .evaluation import BASELINES
 from .executors import LocalExecutor, worker_context
+from .instrument import Questionnaire
 from .io import atomic_write_json, read_json, refuse_overwrite
 from .measure import Session, measurement_record
 from .prompts import system_message
@@ -148,10 +149,9 @@ def read_run(run_dir: Path, unit: Unit | None = None) -> dict:
         best = run.get("best")
         if not isinstance(best, dict) or not _is_number(best.get("loss")) or not isinstance(best.get("indices"), dict):
             raise bad("no best loss and indices")
-        values = (run.get("constants") or {}).get("values")
-        dims = list(values) if isinstance(values, dict) and values else None  # the run's questionnaire's
-        if dims is None or any(not isinstance(best["indices"].get(d), dict)
-                               or not _is_number(best["indices"][d].get("model")) for d in dims):
+        questionnaire = (unit.align if unit and unit.align else AlignConfig.from_dict(cfg)).measure.questionnaire
+        if any(not isinstance(best["indices"].get(d), dict) or not _is_number(best["indices"][d].get("model"))
+               for d in Questionnaire.load(questionnaire).dimensions):
             raise bad("'best.indices' lacks a dimension's model index")
     return run
 

@@ -194,12 +194,13 @@ class Questionnaire:
         used = {i for terms in formulas.values() for _, a, b in terms for i in (a, b)}
         n = max(set(items) | used, default=0)
         outside = sorted(i for i in items if i < 1)
-        missing = sorted(set(range(1, n + 1)) - set(items))
+        n_missing = n - (len(items) - len(outside))
         if not items and not outside:
             problems.append("it has no items")
         if outside:
             problems.append(f"items {outside} are outside 1..n (items are numbered from 1)")
-        if missing:
+        if n_missing:
+            missing = sorted(set(range(1, n + 1)) - set(items)) if n_missing <= 100 else f"({n_missing} of them)"
             problems.append(f"items {missing} are missing (items are numbered 1..{n} without gaps, and every item an "
                             "index uses must be defined)")
         targets = _targets(data.get("targets"), tuple(formulas), problems)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .config import AlignConfig, MeasureConfig, SoftPromptConfig, check_field_types
 from .errors import CultureAlignError
+from .instrument import Questionnaire
 from .io import read_json
 
 RUN_FILE = "run.json"
@@ -20,9 +21,9 @@ def load_run(folder: str | Path) -> tuple[dict, AlignConfig]:
     """The run record of ``folder`` and the :class:`AlignConfig` it was run with.
 
     Checked: the record is a JSON object; ``config`` (with ``soft`` and ``measure``) has exactly the fields this
-    version knows, each of the right type and value; ``constants`` has a ``kind`` and a finite number per dimension
-    of the run's questionnaire (``values``); ``status`` is a string and ``best`` (if present) holds a numeric
-    ``loss`` and the indices of those dimensions.
+    version knows, each of the right type and value; the run's questionnaire loads; ``constants`` has a ``kind``
+    and a finite number per dimension of that questionnaire (``values``); ``status`` is a string and ``best`` (if
+    present) holds a numeric ``loss`` and the indices of those dimensions.
     Anything else raises ``CultureAlignError("<folder> is not a run folder written by `culturealign align` ...:
     <what is wrong>")``.
     """
@@ -58,11 +59,12 @@ def load_run(folder: str | Path) -> tuple[dict, AlignConfig]:
     try:
         config = AlignConfig.from_dict(cfg)
         check_field_types(config, "config.")
+        dimensions = Questionnaire.load(config.measure.questionnaire).dimensions  # the run's questionnaire's
     except CultureAlignError as exc:
         raise bad(str(exc)) from None
     except (TypeError, KeyError, ValueError, AttributeError) as exc:
         raise bad(f"config: {exc}") from None
-    dimensions = _check_constants(record.get("constants"), bad)
+    _check_constants(record.get("constants"), dimensions, bad)
     if "status" in record and not isinstance(record["status"], str):
         raise bad("'status' must be a string")
     if "best" in record:
@@ -87,19 +89,17 @@ def _finite(value) -> bool:
         return False
 
 
-def _check_constants(constants, bad) -> list[str]:
-    """The run's dimensions (the keys of ``constants.values``), after checking each has a finite constant."""
+def _check_constants(constants, dimensions: tuple[str, ...], bad) -> None:
     if not isinstance(constants, dict):
         raise bad("no 'constants' object")
     if not isinstance(constants.get("kind"), str):
         raise bad("constants.kind must be a string")
     values = constants.get("values")
-    if not isinstance(values, dict) or not values or not all(_finite(v) for v in values.values()):
-        raise bad("constants.values must hold a finite number for each dimension of the questionnaire")
-    return list(values)
+    if not isinstance(values, dict) or not all(_finite(values.get(d)) for d in dimensions):
+        raise bad(f"constants.values must hold a finite number for each of {', '.join(dimensions)}")
 
 
-def _check_best(best, dimensions: list[str], bad) -> None:
+def _check_best(best, dimensions: tuple[str, ...], bad) -> None:
     if not isinstance(best, dict) or not _number(best.get("loss")):
         raise bad("'best' must be an object with a numeric 'loss'")
     indices = best.get("indices")
