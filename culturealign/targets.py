@@ -119,10 +119,7 @@ class Targets:
     def __init__(self, countries: Sequence[CountryTarget], dimensions: Sequence[str], source: str,
                  index: dict[str, CountryTarget] | None = None):
         self.countries, self.dimensions, self.source = tuple(countries), tuple(dimensions), source
-        if index is None:  # a country's code wins over another's alias
-            index = {alias: c for c in self.countries for alias in c.aliases}
-            index.update({c.code.lower(): c for c in self.countries})
-        self._index = index
+        self._index = _index(self.countries) if index is None else index
 
     def find(self, query: str) -> CountryTarget | None:
         """The country ``query`` names exactly (any case), or None."""
@@ -229,9 +226,14 @@ def lookup(query: str) -> CountryTarget:
 
 @lru_cache(maxsize=1)
 def _alias_index() -> dict[str, CountryTarget]:
-    # Hofstede's own codes win over ISO codes where they clash (SLV is Slovenia to Hofstede, El Salvador to ISO).
-    index = {alias: c for c in all_countries() for alias in c.aliases}
-    index.update({c.code.lower(): c for c in all_countries()})
+    return _index(all_countries())
+
+
+def _index(countries: Sequence[CountryTarget]) -> dict[str, CountryTarget]:
+    """Every alias of every country -> the country. Codes win over other countries' aliases where they clash
+    (SLV is Slovenia to Hofstede, El Salvador to ISO)."""
+    index = {alias: c for c in countries for alias in c.aliases}
+    index.update({c.code.lower(): c for c in countries})
     return index
 
 
