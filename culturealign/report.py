@@ -451,7 +451,7 @@ def write_report(folder: Path, out: Path | None = None) -> Path:
     plt = _plt()
     few = len(data["countries"]) <= MANY_COUNTRIES
     figures = [(f"radar_{_slug(c)}.png", f"Profile of {c}", _radar(data, c)) for c in data["countries"]
-               if c in data["targets"] and few]
+               if c in data["targets"] and few and data["dimensions"]]
     if data["kind"] == "experiment" and any(r["method"] in ATLAS_METHODS for r in data["rows"]):
         figures.append(("atlas.png", "Atlas: target against achieved, per dimension (soft prompt: mean over seeds)",
                         _atlas(data)))
