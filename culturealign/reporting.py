@@ -232,7 +232,7 @@ def print_culturalbench(result: dict) -> None:
 
 def print_robustness(result: dict) -> None:
     table = Table(title=f"Robustness of {result['run']} ({result['country']['name']}, constants fixed from the run)")
-    dims = list(result["constants"]["values"])  # the run's questionnaire's dimensions
+    dims = list(result["conditions"][0]["indices"])  # the run's questionnaire's dimensions
     for col in ("condition", *dims, "loss (soft prompt)", f"loss ({result['prompt']}, no soft prompt)", "order r"):
         table.add_column(col, justify="left" if col == "condition" else "right")
     for c in result["conditions"]:
