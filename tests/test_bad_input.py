@@ -129,7 +129,6 @@ QUESTIONNAIRE_DEFECTS = {
                                   "block 'ideal_job' must be an object"),
     "a scale option that is not text": (lambda d: d["scales"]["agreement"].__setitem__(2, 3),
                                         "scale 'agreement': every option must be non-empty text"),
-    "MAS with one term": (lambda d: d["indices"]["MAS"]["terms"].pop(), "index MAS needs two terms"),
 }
 
 
@@ -142,6 +141,17 @@ def test_questionnaire_type_errors(tmp_path, defect):
         Questionnaire.load(path)
     (tmp_path / "m.json").write_text(json.dumps([3.0] * 24))
     fails("indices", "--means", tmp_path / "m.json", "--questionnaire", path, message=message)
+
+
+def test_mas_with_one_term_is_an_error_only_for_cat_mas_weight(tmp_path):
+    # a questionnaire is any instrument now: MAS needs its second term only where --cat-mas-weight changes it
+    path = tmp_path / "q.json"
+    path.write_text(json.dumps(_questionnaire(lambda d: d["indices"]["MAS"]["terms"].pop())))
+    (tmp_path / "m.json").write_text(json.dumps([3.0] * 24))
+    out = json.loads(succeeds("indices", "--means", tmp_path / "m.json", "--questionnaire", path, "--json").output)
+    assert out["mas_weight"] is None and set(out["indices"]) == set(DIMENSIONS)
+    fails("indices", "--means", tmp_path / "m.json", "--questionnaire", path, "--cat-mas-weight",
+          message="index MAS needs two terms")
 
 
 # ---- item means and constants files ---------------------------------------------------------------------------------
