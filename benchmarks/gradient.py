@@ -116,7 +116,8 @@ def main() -> None:
     runs = [(m, int(n)) for m, n in (x.split(":") for x in args.runs.split(","))]
     session = Session(MeasureConfig())
     # the reworded questionnaire, measured under the training constants (the loss must mean the same thing)
-    reworded = Session(MeasureConfig(questionnaire=str(REWORDED)), lm=session.backend, constants=session.constants)
+    reworded = Session(MeasureConfig(questionnaire=str(REWORDED)), lm=session.backend,
+                       constants=session.resolve_constants())
     results = {"command": command(), "machine": machine(), "minutes": args.minutes, "countries": {}}
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="gradient-bench-"))

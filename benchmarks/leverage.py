@@ -34,6 +34,7 @@ def main() -> None:
     start = time.time()
     lm = load_model(args.model)
     session = Session(MeasureConfig(model=args.model), lm=lm)
+    session.resolve_constants()  # anchored: the cached fit, or measured now
     country = lookup(args.country)
     objective = session.objective(country)
     survey = session.survey("naive", country)

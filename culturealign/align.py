@@ -8,7 +8,7 @@ Two kinds of optimiser share one run folder and one loop:
   step per forward + backward pass over every survey row.
 
 A black-box run hands each population's soft prompts to an *evaluator*, ``evaluator(prompts (P, n_tokens, hidden))
--> expected answers (P, 24)``: :class:`LocalEvaluator` (the default) is one batched pass on this process's model;
+-> expected answers (P, n_items)``: :class:`LocalEvaluator` (the default) is one batched pass on this process's model;
 :class:`SplitEvaluator` splits the population over the workers of an executor (:mod:`culturealign.executors`, e.g.
 Ray actors, one per GPU). The loss, the optimiser, checkpoints and the run folder stay with the run.
 
@@ -44,13 +44,12 @@ from .backends.base import require_gradients
 from .config import GRADIENT_OPTIMIZERS, AlignConfig, MeasureConfig, SoftPromptConfig  # noqa: F401  (re-exported)
 from .errors import CultureAlignError
 from .executors import worker_context
-from .instrument import DIMENSIONS
 from .io import atomic_write_bytes, atomic_write_json, atomic_write_text, refuse_overwrite
 from .measure import Session
 from .optimizers import AskTellOptimizer
 from .softprompt import (PEFT_FILES, SOFT_PROMPT_FILE, SOFT_PROMPT_JSON, PromptSpace, SoftPrompt,
                          embedding_scale, initial_embeddings)
-from .targets import lookup
+from .targets import targets_for
 
 CHECKPOINT = "checkpoint.safetensors"
 CHECKPOINT_FORMAT = "culturealign-checkpoint/2"
@@ -88,7 +87,7 @@ class AlignState:
 
 # ---- evaluators: where a population is scored ---------------------------------------------------------------------
 class Evaluator(Protocol):
-    """What scores a population: soft prompts ``(P, n_tokens, hidden)`` -> expected answers ``(P, 24)`` (1..5), and
+    """What scores a population: soft prompts ``(P, n_tokens, hidden)`` -> expected answers ``(P, n_items)`` (1..5), and
     a JSON-ready description for run.json."""
 
     def __call__(self, prompts: torch.Tensor) -> np.ndarray: ...
@@ -97,7 +96,7 @@ class Evaluator(Protocol):
 
 
 class LocalEvaluator:
-    """Expected answers ``(P, 24)`` of soft prompts ``(P, n_tokens, hidden)``: one batched call on this process's
+    """Expected answers ``(P, n_items)`` of soft prompts ``(P, n_tokens, hidden)``: one batched call on this process's
     model (the ``survey``'s), with the prompts placed as ``placement`` says."""
 
     def __init__(self, survey, placement: str):
@@ -111,7 +110,7 @@ class LocalEvaluator:
 
 
 class SplitEvaluator:
-    """Expected answers ``(P, 24)`` of soft prompts ``(P, n_tokens, hidden)``, the population split into contiguous
+    """Expected answers ``(P, n_items)`` of soft prompts ``(P, n_tokens, hidden)``, the population split into contiguous
     chunks, one per worker of ``executor`` (each worker's context is a Session of ``config.measure``: its model,
     loaded once), each chunk scored in one batched call there, the answers put back in population order.
 
@@ -126,7 +125,7 @@ class SplitEvaluator:
     >>> tok = make_tokenizer(); backend = HFBackend(LoadedModel(make_model(tok), tok, "tiny", "tiny"))
     >>> config = AlignConfig(country="CN", optimizer="cma", measure=MeasureConfig(constants="zero", order="forward"))
     >>> evaluator = SplitEvaluator(LocalExecutor(context=Session(config.measure, backend=backend)), config)
-    >>> evaluator(torch.zeros(3, 2, backend.hidden_size)).shape      # (P, n_tokens, hidden) -> (P, 24)
+    >>> evaluator(torch.zeros(3, 2, backend.hidden_size)).shape      # (P, n_tokens, hidden) -> (P, n_items)
     (3, 24)
     >>> evaluator.describe()
     {'kind': 'local'}
@@ -134,7 +133,7 @@ class SplitEvaluator:
 
     def __init__(self, executor, config: AlignConfig):
         self.executor = executor
-        self.task = (config.measure, config.prompt, lookup(config.country).name, config.soft.placement)
+        self.task = (config.measure, config.prompt, config.country, config.soft.placement)
 
     def __call__(self, prompts: torch.Tensor) -> np.ndarray:
         chunks = torch.tensor_split(prompts.detach().cpu(), min(self.executor.workers, len(prompts)))
@@ -147,13 +146,13 @@ class SplitEvaluator:
 
 def answer_on_worker(measure: MeasureConfig, style: str, country: str, placement: str,
                      prompts: torch.Tensor) -> np.ndarray:
-    """Runs on a worker: expected answers ``(P, 24)`` of ``prompts`` on the worker's model (the Session caches the
-    survey, so it is built on the first chunk only)."""
+    """Runs on a worker: expected answers ``(P, n_items)`` of ``prompts`` on the worker's model, ``country`` looked
+    up in its questionnaire's targets (the Session caches the survey, so it is built on the first chunk only)."""
     session = worker_context()
     if not isinstance(session, Session) or session.config != measure:
         raise CultureAlignError("the executor's workers do not hold a Session of this run's measurement settings: "
                                 "build the executor with functools.partial(Session, config.measure)")
-    return LocalEvaluator(session.survey(style, lookup(country)), placement)(prompts)
+    return LocalEvaluator(session.survey(style, session.targets.lookup(country)), placement)(prompts)
 
 
 def check_executor(config: AlignConfig, executor: str) -> None:
@@ -176,8 +175,10 @@ class Alignment:
     def __init__(self, config: AlignConfig, out_dir: str | Path, session: Session | None = None,
                  evaluator: Evaluator | None = None):
         self.config, self.out = config, Path(out_dir)
-        self.country = lookup(config.country)
+        self.country = targets_for(config.measure.questionnaire).lookup(config.country)  # before a model loads
         self.session = session or Session(config.measure)
+        self.session.resolve_constants()
+        self.dimensions = self.session.questionnaire.dimensions
         self.objective = self.session.objective(self.country)
         self.survey = self.session.survey(config.prompt, self.country)
         self.evaluator = evaluator or LocalEvaluator(self.survey, config.soft.placement)
@@ -199,7 +200,7 @@ class Alignment:
         return self.config.budget
 
     def evaluate(self, zs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Losses ``(P,)`` and indices ``(P, 6)`` of a population of search vectors ``(P, dim)``."""
+        """Losses ``(P,)`` and indices ``(P, n_dimensions)`` of a population of search vectors ``(P, dim)``."""
         expected = self.evaluator(self.space(zs))
         return self.objective.loss(expected), self.objective.indices(expected)
 
@@ -224,7 +225,7 @@ class Alignment:
             st.stale += 1
         row = {"generation": st.generation, "evaluations": st.evaluations, "forward_equivalents": st.cost,
                "wall_s": 0.0, "best_loss": st.best_loss, "loss": loss, **extra,
-               **{f"best_{d}": float(v) for d, v in zip(DIMENSIONS, st.best_indices)}}
+               **{f"best_{d}": float(v) for d, v in zip(self.dimensions, st.best_indices)}}
         st.history.append(row)
         return row
 
@@ -272,7 +273,7 @@ class Alignment:
 
     def provenance(self) -> dict:
         backend = self.session.backend
-        return {"country": self.country.name, "target": {d: self.country.scores.get(d) for d in DIMENSIONS},
+        return {"country": self.country.name, "target": {d: self.country.scores.get(d) for d in self.dimensions},
                 "constants": self.session.constants_for(self.country).to_dict()["values"], "loss": self.state.best_loss,
                 "loss_dimensions": self.objective.dimensions, "seed": self.config.seed, "model": backend.model_id,
                 "model_path": backend.provenance()["path"], "prompt": self.config.prompt, "n_tokens": self.config.soft.n_tokens,
@@ -297,7 +298,7 @@ class Alignment:
         if st.best_indices is not None:
             best = {d: {"model": float(v), "target": self.country.scores.get(d),
                         "abs_diff": None if d not in self.country.scores else float(abs(v - self.country.scores[d]))}
-                    for d, v in zip(DIMENSIONS, st.best_indices)}
+                    for d, v in zip(self.dimensions, st.best_indices)}
         record = {"status": status, "config": self.config.to_dict(), "seed": self.config.seed,
                   "country": self.country.to_dict(), "loss_dimensions": self.objective.dimensions,
                   "constants": self.session.constants_for(self.country).to_dict(), "best": {"loss": st.best_loss, "indices": best},
@@ -332,7 +333,7 @@ class GradientAlignment(Alignment):
         self.grad = SurveyGradient(self.survey, self.objective.constants, self.config.soft.placement,
                                    self.config.checkpointing)
         self.loss_fn = alignment_loss(self.objective.target_vector, self.objective.dimensions, self.config.loss,
-                                      self.config.huber_delta)
+                                      self.config.huber_delta, self.dimensions)
         self.best = self.p0.clone().float()
 
     @property

@@ -11,8 +11,8 @@ import typer
 
 from . import reporting
 from .config import DEFAULT_BACKEND, DEFAULT_LABELS, AlignConfig, SoftPromptConfig
-from .errors import CultureAlignError
-from .instrument import DIMENSIONS, MAS_WEIGHT_CAT, MAS_WEIGHT_MANUAL, Questionnaire, read_means
+from .errors import ConfigError, CultureAlignError
+from .instrument import MAS_WEIGHT_CAT, MAS_WEIGHT_MANUAL, Questionnaire, read_means
 from .io import atomic_write_json, refuse_overwrite, to_json
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -21,14 +21,35 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 _ALIGN, _SOFT = AlignConfig(country=""), SoftPromptConfig()  # the option defaults come from the configs
 
 
+#: The flag that sets each configuration field (the library's errors name fields; the user sees the flag typed).
+FLAGS = {
+    **{f"MeasureConfig.{name}": flag for name, flag in [
+        ("model", "--model"), ("device", "--device"), ("dtype", "--dtype"), ("questionnaire", "--questionnaire"),
+        ("constants", "--constants"), ("dimensions", "--dimensions"), ("order", "--order"), ("labels", "--labels"),
+        ("answer_prefix", "--answer-prefix"), ("answer_mode", "--answer-mode"), ("samples", "--samples"),
+        ("seed", "--seed"), ("batch_size", "--batch-size"), ("max_memory_mb", "--max-memory"),
+        ("backend", "--backend"), ("backend_args", "--backend-args")]},
+    **{f"SoftPromptConfig.{name}": flag for name, flag in [
+        ("n_tokens", "--n-tokens"), ("placement", "--placement"), ("init", "--init"), ("init_text", "--init-text"),
+        ("space", "--space"), ("subspace_dim", "--subspace-dim"), ("scale", "--scale")]},
+    **{f"AlignConfig.{name}": flag for name, flag in [
+        ("country", "--country"), ("prompt", "--prompt"), ("optimizer", "--optimizer"), ("popsize", "--popsize"),
+        ("budget", "--budget"), ("seed", "--seed"), ("patience", "--patience"), ("steps", "--steps"),
+        ("lr", "--lr"), ("schedule", "--schedule"), ("loss", "--loss"), ("huber_delta", "--huber-delta"),
+        ("checkpointing", "--checkpointing")]},
+    "PromptConfig.style": "--prompt", "reach.steps": "--steps", "reach.dimensions": "--dimensions",
+}
+
+
 def _clean_errors(fn):
-    """Turn every user-facing error into one line on stderr and exit code 2."""
+    """Turn every user-facing error into one line on stderr and exit code 2 (a configuration field named as the
+    flag that sets it, :data:`FLAGS`)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except CultureAlignError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {exc.naming(FLAGS) if isinstance(exc, ConfigError) else exc}", err=True)
             raise typer.Exit(2)
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
@@ -40,8 +61,8 @@ def _clean_errors(fn):
 ModelOpt = typer.Option("default", "--model", help="'default' (SmolLM2-135M-Instruct, offline), a Hugging Face id or a local folder")
 DeviceOpt = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto")
 DtypeOpt = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16 (bf16/fp16 for GPUs)")
-QuestionnaireOpt = typer.Option(None, "--questionnaire", help="a questionnaire JSON in the built-in schema (translation, rewording)")
-ConstantsOpt = typer.Option("anchored", "--constants", help="zero, anchored (fitted per model) or a JSON file of six numbers")
+QuestionnaireOpt = typer.Option(None, "--questionnaire", help="a registered instrument (vsm2013, the default) or a questionnaire JSON in the built-in schema (translation, rewording, another instrument)")
+ConstantsOpt = typer.Option("anchored", "--constants", help="zero, anchored (fitted per model) or a JSON file of one number per dimension")
 MasOpt = typer.Option(False, "--cat-mas-weight", help=f"use the CAT paper's second MAS weight {MAS_WEIGHT_CAT} instead of the manual's {MAS_WEIGHT_MANUAL}")
 DimensionsOpt = typer.Option(None, "--dimensions", help="restrict the loss to these dimensions, e.g. LTO,IVR")
 OrderOpt = typer.Option("both", "--order", help="option order: forward (1..5), reverse (5..1) or both (averaged)")
@@ -52,11 +73,11 @@ SamplesOpt = typer.Option(20, "--samples", help="replies per item in sample mode
 SeedOpt = typer.Option(0, "--seed", help="random seed")
 BatchOpt = typer.Option(24, "--batch-size", help="most sequences per forward pass")
 MemoryOpt = typer.Option(None, "--max-memory", help="memory limit in MB for one forward pass; batches shrink to fit")
-BackendOpt = typer.Option(DEFAULT_BACKEND, "--backend", help="the engine that runs the model: hf (transformers; gradients) or vllm (pip install 'culturealign[vllm]'; black-box optimisers only)")
+BackendOpt = typer.Option(DEFAULT_BACKEND, "--backend", help="the engine that runs the model: hf (transformers; gradients) or vllm (pip install 'culturealign\\[vllm]'; black-box optimisers only)")
 RunBackendOpt = typer.Option(None, "--backend", help="the engine that runs the model: hf or vllm (default: the run's, else hf)")
 BackendArgsOpt = typer.Option(None, "--backend-args", help="options for the backend's constructor, k=v,k=v (e.g. tensor_parallel_size=2,gpu_memory_utilization=0.8)")
 # ---- where the work runs (experiment: whole units; align: each population, split) -------------------------------
-ExecutorOpt = typer.Option("local", "--executor", help="local (this process) or ray (Ray actors, one per GPU; pip install \"culturealign[ray]\")")
+ExecutorOpt = typer.Option("local", "--executor", help="local (this process) or ray (Ray actors, one per GPU; pip install \"culturealign\\[ray]\")")
 AddressOpt = typer.Option(None, "--address", help="with --executor ray: the cluster to join (auto, or ray://host:10001); default: a local Ray on this machine")
 ActorsOpt = typer.Option(None, "--actors", help="with --executor ray: actors (default: one per GPU, else one per CPU)")
 GpusPerActorOpt = typer.Option(None, "--gpus-per-actor", help="with --executor ray: GPUs per actor (default: 1 if the cluster has GPUs, else 0)")
@@ -66,7 +87,6 @@ def _config(model, device, dtype, questionnaire, constants, cat_mas, dimensions,
             answer_prefix="", answer_mode="distribution", samples=20, seed=0, batch_size=24, max_memory=None,
             backend=DEFAULT_BACKEND, backend_args=None):
     from .measure import MeasureConfig
-    from .objective import parse_dimensions
 
     return MeasureConfig(model=model, device=device, dtype=dtype, backend=backend,
                          backend_args=_backend_args(backend_args) or {},
@@ -74,7 +94,7 @@ def _config(model, device, dtype, questionnaire, constants, cat_mas, dimensions,
                          mas_weight=MAS_WEIGHT_CAT if cat_mas else MAS_WEIGHT_MANUAL, constants=constants,
                          labels=labels, answer_prefix=answer_prefix, order=order, answer_mode=answer_mode,
                          samples=samples, seed=seed, batch_size=batch_size, max_memory_mb=max_memory,
-                         dimensions=parse_dimensions(dimensions) if dimensions else None)
+                         dimensions=dimensions or None)  # checked against the questionnaire's
 
 
 def _wants_ray(executor: str, address: Optional[str], actors: Optional[int], gpus_per_actor: Optional[float]) -> bool:
@@ -126,23 +146,27 @@ def _show(data: dict, as_json: bool, printer) -> None:
 
 @app.command()
 @_clean_errors
-def countries(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
-    """Every country with published scores, its dimensions and the codes it answers to."""
-    from .targets import all_countries
+def countries(as_json: bool = typer.Option(False, "--json", help="print JSON"),
+              questionnaire: Optional[str] = typer.Option(None, "--questionnaire", help="the targets of this instrument (a registered name or a file; default Hofstede's published scores)")) -> None:
+    """Every country with published scores (or an instrument's targets), its dimensions and the codes it answers to."""
+    from .targets import MATRIX_SOURCE, targets_for
 
-    rows = all_countries()
+    targets = targets_for(questionnaire)
+    rows = targets.countries
     if as_json:
         sys.stdout.write(to_json([c.to_dict() | {"dimensions": c.dimensions} for c in rows]) + "\n")
         return
     from rich.table import Table
 
-    table = Table(title=f"{len(rows)} countries and regions (Hofstede 2015-08-16 + supplement)")
-    for col in ("name", "codes", *DIMENSIONS):
+    what = "(Hofstede 2015-08-16 + supplement)" if targets.source == MATRIX_SOURCE else f"({targets.source})"
+    table = Table(title=f"{len(rows)} countries and regions {what}")
+    dims = targets.dimensions
+    for col in ("name", "codes", *dims):
         table.add_column(col, justify="left" if col in ("name", "codes") else "right")
     for c in rows:
         codes = "/".join(x for x in (c.code, c.iso2, c.iso3) if x)
         cells = [(f"{c.scores[d]:g}" + ("*" if c.sources[d].startswith("supplement") else "")) if d in c.scores
-                 else "-" for d in DIMENSIONS]
+                 else "-" for d in dims]
         table.add_row(c.name, codes, *cells)
     table.caption = ("* from the supplement (secondary sources, see `--json` for each score's source); "
                      "- not published")
@@ -155,7 +179,7 @@ def measure(
     country: List[str] = typer.Option(None, "--country", "-c", help="target country (repeat for several)"),
     prompt: str = typer.Option("persona", "--prompt", help="naive, persona or icl"),
     model: str = ModelOpt, device: str = DeviceOpt, dtype: str = DtypeOpt,
-    questionnaire: Optional[Path] = QuestionnaireOpt, constants: str = ConstantsOpt, cat_mas_weight: bool = MasOpt,
+    questionnaire: Optional[str] = QuestionnaireOpt, constants: str = ConstantsOpt, cat_mas_weight: bool = MasOpt,
     dimensions: Optional[str] = DimensionsOpt, order: str = OrderOpt, labels: str = LabelsOpt,
     answer_prefix: str = PrefixOpt, answer_mode: str = AnswerModeOpt, samples: int = SamplesOpt, seed: int = SeedOpt,
     batch_size: int = BatchOpt, max_memory: Optional[float] = MemoryOpt,
@@ -166,7 +190,7 @@ def measure(
     force: bool = typer.Option(False, "--force", help="overwrite an existing output file"),
     items: bool = typer.Option(True, "--items/--no-items", help="print the per-item table"),
 ) -> None:
-    """Ask the model the 24 items and compare its six indices with a country's published scores."""
+    """Ask the model the questionnaire's items (the VSM 2013's 24) and compare its indices with a country's scores."""
     from .measure import measure_countries
 
     cfg = _config(model, device, dtype, questionnaire, constants, cat_mas_weight, dimensions, order, labels,
@@ -186,25 +210,28 @@ def measure(
 @app.command()
 @_clean_errors
 def indices(
-    means: Path = typer.Option(..., "--means", help="JSON or CSV file with the 24 item means (1-5)"),
-    constants: str = typer.Option("zero", "--constants", help="zero, anchored (needs --model) or a JSON file of six numbers"),
-    cat_mas_weight: bool = MasOpt, questionnaire: Optional[Path] = QuestionnaireOpt,
+    means: Path = typer.Option(..., "--means", help="JSON or CSV file with the item means (1-5), 24 for the VSM 2013"),
+    constants: str = typer.Option("zero", "--constants", help="zero, anchored (needs --model) or a JSON file of one number per dimension"),
+    cat_mas_weight: bool = MasOpt, questionnaire: Optional[str] = QuestionnaireOpt,
     model: str = ModelOpt, device: str = DeviceOpt, dtype: str = DtypeOpt,
     backend: str = BackendOpt, backend_args: Optional[str] = BackendArgsOpt,
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
-    """The six VSM 2013 indices from 24 item means (e.g. human survey answers)."""
-    item_means = read_means(means)
+    """The indices (the VSM 2013's six) from item means (e.g. human survey answers)."""
     q = Questionnaire.load(questionnaire).with_mas_weight(MAS_WEIGHT_CAT if cat_mas_weight else MAS_WEIGHT_MANUAL)
+    item_means = read_means(means, q.n_items)
     from . import constants as consts
+    from .config import ConstantsSpec
     from .measure import Session
 
-    c = consts.resolve(constants, lambda: Session(_config(model, device, dtype, questionnaire, constants, cat_mas_weight,
-                                                          None, backend=backend, backend_args=backend_args)).constants)
-    values = dict(zip(DIMENSIONS, map(float, q.indices(item_means, c.values))))
+    c = consts.resolve(ConstantsSpec.parse(constants), lambda: Session(_config(
+        model, device, dtype, questionnaire, constants, cat_mas_weight, None, backend=backend,
+        backend_args=backend_args)).resolve_constants(), q.dimensions)
+    values = dict(zip(q.dimensions, map(float, q.indices(item_means, c.values))))
+    mas = q.formulas.get("MAS", [])
     result = {"means": item_means.tolist(), "indices": values, "constants": c.to_dict(),
-              "mas_weight": q.formulas["MAS"][1][0], "questionnaire": q.source}
-    _show(result, as_json, lambda r: reporting.print_indices(r["indices"], r["constants"]))
+              "mas_weight": mas[1][0] if len(mas) > 1 else None, "questionnaire": q.source}
+    _show(result, as_json, lambda r: reporting.print_indices(r["indices"], r["constants"], r["questionnaire"]))
 
 
 @app.command()
@@ -231,7 +258,7 @@ def align(
     subspace_dim: int = typer.Option(_SOFT.subspace_dim, "--subspace-dim", help="dimension of the random subspace"),
     scale: float = typer.Option(_SOFT.scale, "--scale", help="perturbation scale, in units of the embedding matrix's standard deviation"),
     model: str = ModelOpt, device: str = DeviceOpt, dtype: str = DtypeOpt,
-    questionnaire: Optional[Path] = QuestionnaireOpt, constants: str = ConstantsOpt, cat_mas_weight: bool = MasOpt,
+    questionnaire: Optional[str] = QuestionnaireOpt, constants: str = ConstantsOpt, cat_mas_weight: bool = MasOpt,
     dimensions: Optional[str] = DimensionsOpt, order: str = OrderOpt, labels: str = LabelsOpt,
     answer_prefix: str = PrefixOpt, seed: int = SeedOpt, batch_size: int = BatchOpt,
     max_memory: Optional[float] = MemoryOpt, backend: str = BackendOpt, backend_args: Optional[str] = BackendArgsOpt,
@@ -241,10 +268,10 @@ def align(
     force: bool = typer.Option(False, "--force", help="overwrite an existing run folder"),
     as_json: bool = typer.Option(False, "--json", help="print run.json at the end"),
 ) -> None:
-    """Learn a soft prompt that aligns the model's six indices to a country (the paper's method)."""
+    """Learn a soft prompt that aligns the model's indices to a country (the paper's method)."""
     from .align import AlignConfig, align as run_align, check_executor, read_checkpoint
     from .softprompt import SoftPromptConfig
-    from .targets import check_dimensions, lookup
+    from .targets import targets_for
 
     use_ray = _wants_ray(executor, address, actors, gpus_per_actor)
     if resume:
@@ -252,7 +279,8 @@ def align(
     elif country is None:
         raise CultureAlignError("give the target with --country (see `culturealign countries`)")
     else:
-        check_dimensions([lookup(country)], dimensions)
+        targets = targets_for(questionnaire)
+        targets.check([targets.lookup(country)], dimensions)
         soft = SoftPromptConfig(n_tokens=n_tokens, placement=placement, init=init, init_text=init_text, space=space,
                                 subspace_dim=subspace_dim, scale=scale)
         mcfg = _config(model, device, dtype, questionnaire, constants, cat_mas_weight, dimensions, order, labels,
@@ -290,7 +318,7 @@ def reach(
     init_text: Optional[str] = typer.Option(None, "--init-text", help="initialisation text"),
     checkpointing: bool = typer.Option(False, "--checkpointing", help="recompute activations in the backward pass"),
     model: str = ModelOpt, device: str = DeviceOpt, dtype: str = DtypeOpt,
-    questionnaire: Optional[Path] = QuestionnaireOpt, constants: str = ConstantsOpt, cat_mas_weight: bool = MasOpt,
+    questionnaire: Optional[str] = QuestionnaireOpt, constants: str = ConstantsOpt, cat_mas_weight: bool = MasOpt,
     dimensions: Optional[str] = typer.Option(None, "--dimensions", help="only these dimensions, e.g. IDV,MAS"),
     order: str = OrderOpt, labels: str = LabelsOpt, answer_prefix: str = PrefixOpt, seed: int = SeedOpt,
     batch_size: int = BatchOpt, max_memory: Optional[float] = MemoryOpt,
@@ -303,12 +331,10 @@ def reach(
     from .gradient import reach as run_reach
     from .measure import Session
     from .objective import parse_dimensions
-    from .targets import lookup
+    from .targets import targets_for
 
-    if steps < 1:
-        raise CultureAlignError("--steps must be at least 1")
-    dims = parse_dimensions(dimensions)
-    target = lookup(country) if country else None
+    dims = parse_dimensions(dimensions, Questionnaire.load(questionnaire).dimensions, "reach.dimensions")
+    target = targets_for(questionnaire).lookup(country) if country else None
     soft = SoftPromptConfig(n_tokens=n_tokens, placement=placement, init=init, init_text=init_text)
     cfg = _config(model, device, dtype, questionnaire, constants, cat_mas_weight, None, order, labels,
                   answer_prefix, seed=seed, batch_size=batch_size, max_memory=max_memory, backend=backend,
@@ -423,7 +449,7 @@ def evaluate_culturalbench(
 @_clean_errors
 def evaluate_robustness(
     soft_prompt: Path = typer.Option(..., "--soft-prompt", help="a run folder written by `align`"),
-    questionnaire: Optional[Path] = typer.Option(None, "--questionnaire", help="another questionnaire file (rewording, translation), e.g. examples/vsm2013-reworded.json"),
+    questionnaire: Optional[str] = typer.Option(None, "--questionnaire", help="another questionnaire with the run's dimensions (a rewording, a translation: a file or a registered name), e.g. examples/vsm2013-reworded.json"),
     device: str = DeviceOpt, dtype: str = DtypeOpt,
     backend: Optional[str] = RunBackendOpt, backend_args: Optional[str] = BackendArgsOpt,
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
@@ -451,7 +477,8 @@ def experiment(
     scale: float = typer.Option(_SOFT.scale, "--scale"),
     culturalbench_limit: int = typer.Option(20, "--culturalbench-limit", help="CulturalBench questions per country (0: skip; -1: all)"),
     model: str = ModelOpt, device: str = DeviceOpt, dtype: str = DtypeOpt, constants: str = ConstantsOpt,
-    dimensions: Optional[str] = DimensionsOpt, backend: str = BackendOpt, backend_args: Optional[str] = BackendArgsOpt,
+    dimensions: Optional[str] = DimensionsOpt, questionnaire: Optional[str] = QuestionnaireOpt,
+    backend: str = BackendOpt, backend_args: Optional[str] = BackendArgsOpt,
     executor: str = ExecutorOpt, address: Optional[str] = AddressOpt, actors: Optional[int] = ActorsOpt,
     gpus_per_actor: Optional[float] = GpusPerActorOpt,
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted experiment in --out (its saved configuration is used)"),
@@ -464,14 +491,14 @@ def experiment(
     from .experiment import ExperimentConfig, read_config, run_experiment
     from .measure import Session
     from .softprompt import SoftPromptConfig
-    from .targets import countries_for
+    from .targets import targets_for
 
     use_ray = _wants_ray(executor, address, actors, gpus_per_actor)
     if resume:
         config = read_config(out)
     else:
-        targets = countries_for(countries, dimensions)
-        mcfg = _config(model, device, dtype, None, constants, False, dimensions, backend=backend,
+        targets = targets_for(questionnaire).select(countries, dimensions)
+        mcfg = _config(model, device, dtype, questionnaire, constants, False, dimensions, backend=backend,
                        backend_args=backend_args)
         soft = SoftPromptConfig(n_tokens=n_tokens, placement=placement, space=space, subspace_dim=subspace_dim,
                                 scale=scale)

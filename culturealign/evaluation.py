@@ -8,11 +8,10 @@ import numpy as np
 
 from .config import MeasureConfig
 from .errors import CultureAlignError
-from .instrument import DIMENSIONS
 from .measure import Session, measurement_record
 from .runs import load_run
 from .softprompt import SoftPrompt, load_soft_prompt
-from .targets import CountryTarget, check_dimensions, lookup
+from .targets import CountryTarget, targets_for
 
 BASELINES = ("naive", "persona", "icl")
 
@@ -30,11 +29,12 @@ def compare(session: Session, country: CountryTarget, soft_prompts: dict[str, So
     ``soft_prompts`` maps a label (e.g. the run folder) to a soft prompt and the prompt style it was trained with.
     Returns ``{"country", "loss_dimensions", "constants", "rows": [{"method", "indices": {dim: v}, "loss"}]}``.
     """
+    session.resolve_constants()
     objective = session.objective(country)
     constants = session.constants_for(country)  # an anchor country is left out of its own constants
-    rows = [{"method": "target", "indices": {d: country.scores.get(d) for d in DIMENSIONS}, "loss": 0.0}]
-    ref = constants.values
-    rows.append({"method": "reference mean", "indices": dict(zip(DIMENSIONS, map(float, ref))),
+    dims = session.questionnaire.dimensions
+    rows = [{"method": "target", "indices": {d: country.scores.get(d) for d in dims}, "loss": 0.0}]
+    rows.append({"method": "reference mean", "indices": constants.to_dict()["values"],
                  "loss": objective.reference_mean_loss()})
     records = {}
     for style in methods:
@@ -44,7 +44,7 @@ def compare(session: Session, country: CountryTarget, soft_prompts: dict[str, So
         answers = session.answers(style, country, prompt)
         records[label] = measurement_record(session.questionnaire, objective, answers, style)
     for label, rec in records.items():
-        rows.append({"method": label, "indices": {d: rec["indices"][d]["model"] for d in DIMENSIONS},
+        rows.append({"method": label, "indices": {d: rec["indices"][d]["model"] for d in dims},
                      "loss": rec["loss"], "diagnostics": rec["diagnostics"]})
     return {"country": country.to_dict(), "loss_dimensions": objective.dimensions,
             "constants": constants.to_dict(), "rows": rows}
@@ -64,8 +64,9 @@ def compare_runs(runs: list[str | Path], country: str | None = None, settings: d
     if country is None:
         raise CultureAlignError("give --country or a run folder")
     base = base.updated(**(settings or {}))
-    target = lookup(country)
-    check_dimensions([target], base.dimensions)
+    targets = targets_for(base.questionnaire)
+    target = targets.lookup(country)
+    targets.check([target], base.dimensions)
     if on_session:
         on_session()
     session = Session(base)
@@ -88,9 +89,10 @@ def robustness(run_dir: str | Path, questionnaire: str | Path | None = None, dev
     run_dir = Path(run_dir)
     run, config = load_run(run_dir)
     train = config.measure.updated(device=device, dtype=dtype, backend=backend, backend_args=backend_args)
-    fixed = consts.Constants(np.array([run["constants"]["values"][d] for d in DIMENSIONS], dtype=float),
-                             run["constants"]["kind"], {"from_run": str(run_dir)})
-    country = lookup(config.country)
+    values = run["constants"]["values"]  # one per dimension of the run's questionnaire, which any other must share
+    fixed = consts.Constants(np.array(list(values.values()), dtype=float), run["constants"]["kind"],
+                             {"from_run": str(run_dir)}, tuple(values))
+    country = targets_for(config.measure.questionnaire).lookup(config.country)
     conditions = [("training", train)]
     for order in ("forward", "reverse"):
         if train.order != order:
@@ -106,7 +108,7 @@ def robustness(run_dir: str | Path, questionnaire: str | Path | None = None, dev
         plain = session.measure(country, style)
         out.append({"condition": name, "questionnaire": session.questionnaire.source, "order": cfg.order,
                     "loss": rec["loss"], "plain_loss": plain["loss"],
-                    "indices": {d: rec["indices"][d]["model"] for d in DIMENSIONS}, "diagnostics": rec["diagnostics"]})
+                    "indices": {d: v["model"] for d, v in rec["indices"].items()}, "diagnostics": rec["diagnostics"]})
     return {"country": country.to_dict(), "run": str(run_dir), "prompt": style,
             "loss_dimensions": rec["loss_dimensions"], "constants": fixed.to_dict(), "conditions": out}
 

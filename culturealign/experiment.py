@@ -27,18 +27,18 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .align import CHECKPOINT, AlignConfig, align
+from .config import ConstantsKind
 from .culturalbench import culturalbench_metrics, load_culturalbench, score_judgements
 from .errors import CultureAlignError
 from .evaluation import BASELINES
 from .executors import LocalExecutor, worker_context
-from .instrument import DIMENSIONS
+from .instrument import Questionnaire
 from .io import atomic_write_json, read_json, refuse_overwrite
 from .measure import Session, measurement_record
-from .objective import parse_dimensions
 from .prompts import system_message
 from .softprompt import SoftPrompt
 from .stats import mean_ci, paired_test
-from .targets import lookup
+from .targets import targets_for
 
 METHODS = (*BASELINES, "reference mean", "soft prompt")
 RUN_STATUSES = ("running", "interrupted", "finished")
@@ -53,7 +53,7 @@ class ExperimentConfig:
     culturalbench_limit: int | None = 20     # questions per country (None: all of them)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "align": self.align.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict) -> "ExperimentConfig":
@@ -78,7 +78,9 @@ class Unit:
         return (self.country, self.method, self.seed)
 
     def run_dir(self, out: str | Path) -> Path:
-        return Path(out) / "runs" / f"{lookup(self.country).code}-seed{self.seed}"
+        questionnaire = self.align.measure.questionnaire if self.align else None
+        code = targets_for(questionnaire).lookup(self.country).code
+        return Path(out) / "runs" / f"{code}-seed{self.seed}"
 
     def __str__(self) -> str:
         return f"{self.country}: {self.method}" + (f", seed {self.seed}" if self.seed is not None else "")
@@ -88,8 +90,9 @@ def plan(config: ExperimentConfig) -> list[Unit]:
     """Every unit, in the order of the rows of results.json: per country the reference mean, the prompting
     baselines, then the soft prompt per seed."""
     units = []
+    targets = targets_for(config.align.measure.questionnaire)
     for name in config.countries:
-        country = lookup(name)
+        country = targets.lookup(name)
         limit = config.culturalbench_limit
         units.append(Unit(country.name, "reference mean", None, limit))
         units += [Unit(country.name, style, None, limit) for style in BASELINES]
@@ -105,13 +108,14 @@ def run_unit(unit: Unit, session: Session, out: str | Path, on_generation=None) 
     """Run one unit and return its results.json row. Pure apart from the unit's own run folder (soft prompt units),
     which it resumes from its checkpoint when one is there: a unit run again after a crash continues where it
     stopped, and one whose run finished is only read back."""
-    country = lookup(unit.country)
+    country = session.targets.lookup(unit.country)
+    session.resolve_constants()  # anchored: the first unit fits them, the others read its cached fit
     objective = session.objective(country)
     if unit.method == "reference mean":
-        return _row(unit, objective.reference_mean_loss(), dict(zip(DIMENSIONS, session.constants.values)), None)
+        return _row(unit, objective.reference_mean_loss(), session.constants.to_dict()["values"], None)
     if unit.method in BASELINES:
         rec = measurement_record(session.questionnaire, objective, session.answers(unit.method, country), unit.method)
-        return _row(unit, rec["loss"], {d: rec["indices"][d]["model"] for d in DIMENSIONS},
+        return _row(unit, rec["loss"], {d: v["model"] for d, v in rec["indices"].items()},
                     _culturalbench(session, country, unit.method, None, unit.culturalbench_limit))
     if unit.method != "soft prompt" or unit.align is None:
         raise CultureAlignError(f"unknown experiment unit {unit}")
@@ -147,8 +151,9 @@ def read_run(run_dir: Path, unit: Unit | None = None) -> dict:
         best = run.get("best")
         if not isinstance(best, dict) or not _is_number(best.get("loss")) or not isinstance(best.get("indices"), dict):
             raise bad("no best loss and indices")
+        questionnaire = (unit.align if unit and unit.align else AlignConfig.from_dict(cfg)).measure.questionnaire
         if any(not isinstance(best["indices"].get(d), dict) or not _is_number(best["indices"][d].get("model"))
-               for d in DIMENSIONS):
+               for d in Questionnaire.load(questionnaire).dimensions):
             raise bad("'best.indices' lacks a dimension's model index")
     return run
 
@@ -191,10 +196,9 @@ class Experiment:
 
     def __init__(self, config: ExperimentConfig, out: Path, session: Session | None = None, executor=None):
         self.config, self.out = config, Path(out)
-        self.countries = [lookup(c) for c in config.countries]
-        dims = parse_dimensions(config.align.measure.dimensions)
-        for c in self.countries:
-            c.vector(dims)  # a missing dimension fails before any work
+        targets = targets_for(config.align.measure.questionnaire)
+        self.countries = [targets.lookup(c) for c in config.countries]
+        targets.check(self.countries, config.align.measure.dimensions)  # a missing dimension fails before any work
         self.units = plan(config)
         self.executor = executor or LocalExecutor(context=session,
                                                   setup=functools.partial(Session, config.align.measure))
@@ -215,7 +219,7 @@ class Experiment:
         # anchored constants are fitted by the first unit and cached; the others then read them instead of each
         # worker fitting them at once
         workers = getattr(self.executor, "workers", 1)
-        alone = self.config.align.measure.constants == "anchored" and workers > 1
+        alone = self.config.align.measure.constants == ConstantsKind.ANCHORED and workers > 1
         running: dict = {}
         try:
             while pending or running:
@@ -329,7 +333,7 @@ def read_config(out: Path) -> ExperimentConfig:
         limit = config.culturalbench_limit
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
             raise ValueError("'culturalbench_limit' is not a count")
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, CultureAlignError) as exc:
         raise CultureAlignError(f"experiment record {path} is outdated or corrupt ({type(exc).__name__}: {exc}): "
                                 f"{hint}") from None
     return config
@@ -345,7 +349,8 @@ def run_experiment(config: ExperimentConfig | None, out: str | Path, resume: boo
     if resume:
         config = read_config(out)
     else:
-        config = replace(config, countries=[lookup(c).name for c in config.countries])  # "CN" -> "China"
+        targets = targets_for(config.align.measure.questionnaire)
+        config = replace(config, countries=[targets.lookup(c).name for c in config.countries])  # "CN" -> "China"
         refuse_overwrite(out, force, what="experiment folder")
         (out / "results.json").unlink(missing_ok=True)
         shutil.rmtree(out / "runs", ignore_errors=True)  # --force: runs of an earlier experiment are not reused

@@ -20,19 +20,19 @@ Example (a tiny random model; shapes only):
 >>> grad = SurveyGradient(session.survey("naive", None), session.constants.values, placement="suffix")
 >>> soft = torch.zeros(2, 3, 32, requires_grad=True)           # (P, n_tokens, hidden)
 >>> indices = grad.backward(soft, lambda idx: idx[:, 0])        # minimise PDI of both prompts
->>> indices.shape, soft.grad.shape
+>>> indices.shape, soft.grad.shape                             # (P, n_dimensions): the VSM 2013's six
 ((2, 6), torch.Size([2, 3, 32]))
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from .backends.base import require_gradients
-from .errors import CultureAlignError
-from .instrument import DIMENSIONS, N_ITEMS, N_OPTIONS
+from .errors import ConfigError, CultureAlignError
+from .instrument import DIMENSIONS, N_OPTIONS
 from .survey import Survey
 
 #: forward-pass equivalents of one forward + backward pass (the usual rule of thumb: backward ~ 2 forwards)
@@ -42,37 +42,39 @@ FORWARD_BACKWARD_COST = 3.0
 class SurveyGradient:
     """Differentiable survey answers for soft prompts ``(P, n_tokens, hidden)``.
 
-    survey: the :class:`~culturealign.survey.Survey` (model, rows, option orders). constants: ``(6,)`` the
-    constants C. placement: ``prefix`` or ``suffix``. checkpointing: recompute activations in the backward pass.
+    survey: the :class:`~culturealign.survey.Survey` (model, rows, option orders). constants: ``(n_dimensions,)``
+    the constants C, one per dimension of the survey's questionnaire. placement: ``prefix`` or ``suffix``. checkpointing: recompute activations in the backward pass.
     """
 
     def __init__(self, survey: Survey, constants: np.ndarray, placement: str, checkpointing: bool = False):
         self.survey, self.scorer, self.placement, self.checkpointing = survey, survey.scorer, placement, checkpointing
         self.orders = survey.orders
         questionnaire = survey.questionnaire
+        self.n_items = questionnaire.n_items
         # the index formulas are affine in the item means: indices = means @ W.T + b
-        base = questionnaire.indices(np.full((1, N_ITEMS), 0.0), np.asarray(constants, dtype=float))[0]
-        eye = questionnaire.indices(np.eye(N_ITEMS), np.asarray(constants, dtype=float))
-        self.weights = torch.tensor((eye - base).T, dtype=torch.float64)        # (6, 24)
-        self.bias = torch.tensor(base, dtype=torch.float64)                     # (6,)
+        base = questionnaire.indices(np.full((1, self.n_items), 0.0), np.asarray(constants, dtype=float))[0]
+        eye = questionnaire.indices(np.eye(self.n_items), np.asarray(constants, dtype=float))
+        self.weights = torch.tensor((eye - base).T, dtype=torch.float64)        # (n_dimensions, n_items)
+        self.bias = torch.tensor(base, dtype=torch.float64)                     # (n_dimensions,)
         self.answers = torch.arange(1, N_OPTIONS + 1, dtype=torch.float64)
 
     # ---- the differentiable chain ---------------------------------------------------------------------------------
     def expected(self, listed_probs: torch.Tensor) -> torch.Tensor:
-        """``(P, n_rows, 5)`` probabilities in listed order -> ``(P, 24)`` order-balanced expected answers."""
-        probs = listed_probs.double().reshape(listed_probs.shape[0], len(self.orders), N_ITEMS, N_OPTIONS)
+        """``(P, n_rows, 5)`` probabilities in listed order -> ``(P, n_items)`` order-balanced expected answers."""
+        probs = listed_probs.double().reshape(listed_probs.shape[0], len(self.orders), self.n_items, N_OPTIONS)
         by_order = [probs[:, o].flip(-1) if order == "reverse" else probs[:, o] for o, order in enumerate(self.orders)]
         return torch.stack(by_order, 1).mean(1) @ self.answers
 
     def indices(self, listed_probs: torch.Tensor) -> torch.Tensor:
-        """``(P, n_rows, 5)`` -> ``(P, 6)`` indices with the constants applied."""
+        """``(P, n_rows, 5)`` -> ``(P, n_dimensions)`` indices with the constants applied."""
         return self.expected(listed_probs) @ self.weights.T + self.bias
 
     # ---- gradient accumulation ------------------------------------------------------------------------------------
     def backward(self, soft: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
-        """Accumulate ``d sum(loss_fn(indices)) / d soft`` into ``soft.grad``; returns the indices ``(P, 6)``.
+        """Accumulate ``d sum(loss_fn(indices)) / d soft`` into ``soft.grad``; returns the indices
+        ``(P, n_dimensions)``.
 
-        soft: ``(P, n_tokens, hidden)`` leaf with ``requires_grad``. loss_fn: ``(P, 6)`` indices -> ``(P,)`` losses
+        soft: ``(P, n_tokens, hidden)`` leaf with ``requires_grad``. loss_fn: ``(P, n_dimensions)`` indices -> ``(P,)`` losses
         (float64 torch ops). The indices returned are those of ``soft`` before any update.
         """
         if not soft.requires_grad:
@@ -107,10 +109,12 @@ class SurveyGradient:
         return FORWARD_BACKWARD_COST + (1.0 if self.scorer.max_memory_mb else 0.0)
 
 
-def alignment_loss(target: np.ndarray, dims: list[str], kind: str = "l1", delta: float = 2.0):
-    """``(P, 6)`` indices -> ``(P,)`` losses against ``target`` on ``dims``: true L1, or Huber with ``delta``
-    index points (smooth near the target; equal to L1 - delta/2 beyond it)."""
-    index = [DIMENSIONS.index(d) for d in dims]
+def alignment_loss(target: np.ndarray, dims: list[str], kind: str = "l1", delta: float = 2.0,
+                   dimensions: Sequence[str] = DIMENSIONS):
+    """``(P, n_dimensions)`` indices -> ``(P,)`` losses against ``target`` on ``dims``: true L1, or Huber with
+    ``delta`` index points (smooth near the target; equal to L1 - delta/2 beyond it). ``dimensions``: the columns
+    of the indices, the questionnaire's dimensions (default the VSM 2013's)."""
+    index = [list(dimensions).index(d) for d in dims]
     t = torch.as_tensor(np.asarray(target, dtype=float))
 
     def loss(indices: torch.Tensor) -> torch.Tensor:
@@ -135,16 +139,20 @@ def reach(session, country=None, style: str = "naive", soft=None, steps: int = 1
     from .config import SoftPromptConfig
     from .softprompt import initial_embeddings
 
+    if steps < 1:
+        raise ConfigError(f"reach.steps must be at least 1, not {steps}", "reach.steps")
     require_gradients(session.backend, "reach")
     soft = soft or SoftPromptConfig()
-    dims = list(dimensions or DIMENSIONS)
+    all_dims = session.questionnaire.dimensions
+    dims = list(dimensions or all_dims)
     survey = session.survey(style, country)
+    session.resolve_constants()
     constants = session.constants_for(country) if country else session.constants
     grad = SurveyGradient(survey, constants.values, soft.placement, checkpointing)
     p0 = initial_embeddings(soft, session.backend, session.backend.tokenizer, country.name if country else None, seed)
     out: dict = {}
     for dim in dims:
-        d = DIMENSIONS.index(dim)
+        d = all_dims.index(dim)
         values = {}
         for direction, sign in (("down", 1.0), ("up", -1.0)):
             prompt = p0.clone().unsqueeze(0).requires_grad_(True)

@@ -14,11 +14,11 @@ from typing import Sequence
 
 from .config import MeasureConfig  # noqa: F401  (re-exported: measure.MeasureConfig)
 from .errors import CultureAlignError
-from .instrument import DIMENSIONS, Questionnaire
+from .instrument import Questionnaire
 from .objective import Objective
 from .session import Session, library_versions  # noqa: F401  (re-exported: measure.Session)
 from .survey import SurveyAnswers
-from .targets import CountryTarget, check_dimensions, lookup
+from .targets import CountryTarget, targets_for
 
 ORDER_WARNING_R = 0.3
 SPREAD_WARNING = 0.1
@@ -37,11 +37,13 @@ def measure_countries(config: MeasureConfig, countries: Sequence[str | CountryTa
 
     if not countries:
         raise CultureAlignError("give at least one --country (see `culturealign countries`)")
-    targets = [c if isinstance(c, CountryTarget) else lookup(c) for c in countries]
-    check_dimensions(targets, config.dimensions)
+    table = targets_for(config.questionnaire)  # the questionnaire's targets (its own, else Hofstede's)
+    targets = [c if isinstance(c, CountryTarget) else table.lookup(c) for c in countries]
+    table.check(targets, config.dimensions)
     if before_load:
         before_load()
     session = session or Session(config)
+    session.resolve_constants()
     prompt = load_soft_prompt(soft_prompt, session.backend) if soft_prompt else None
     records = [session.measure(t, style, prompt) for t in targets]
     return {"provenance": session.provenance(), "constants": session.constants.to_dict(),
@@ -55,7 +57,7 @@ def measurement_record(questionnaire: Questionnaire, objective: Objective, answe
     indices = objective.indices(expected)[0]
     target = objective.target
     dims = {}
-    for d, dim in enumerate(DIMENSIONS):
+    for d, dim in enumerate(questionnaire.dimensions):
         t = target.scores.get(dim)
         dims[dim] = {"name": questionnaire.names[dim], "target": t, "model": float(indices[d]),
                      "abs_diff": None if t is None else float(abs(indices[d] - t)),
@@ -105,7 +107,7 @@ def kendall_tau(records: list[dict]) -> dict | None:
     if len(records) < 2:
         return None
     out = {}
-    for dim in DIMENSIONS:
+    for dim in records[0]["indices"]:  # the questionnaire's dimensions
         pairs = [(r["indices"][dim]["model"], r["indices"][dim]["target"]) for r in records
                  if r["indices"][dim]["target"] is not None]
         if len(pairs) < 2:

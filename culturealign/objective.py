@@ -6,7 +6,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import parse_dimensions  # noqa: F401  (re-exported: objective.parse_dimensions)
-from .instrument import DIMENSIONS, Questionnaire
+from .errors import CultureAlignError
+from .instrument import Questionnaire
 from .targets import CountryTarget
 
 
@@ -14,8 +15,9 @@ from .targets import CountryTarget
 class Objective:
     """Loss of expected answers against one country.
 
-    ``loss(expected)`` takes ``(P, 24)`` expected answers and returns ``(P,)`` L1 losses (index points) over
-    ``dimensions``; ``indices`` returns the ``(P, 6)`` indices with the constants applied.
+    ``loss(expected)`` takes ``(P, n_items)`` expected answers and returns ``(P,)`` L1 losses (index points) over
+    ``dimensions``; ``indices`` returns the ``(P, n_dimensions)`` indices with the constants applied (columns: the
+    questionnaire's dimensions; for the VSM 2013 24 items and six dimensions).
 
     >>> from culturealign.instrument import Questionnaire
     >>> from culturealign.targets import lookup
@@ -34,8 +36,12 @@ class Objective:
 
     def __post_init__(self) -> None:
         self.constants = np.asarray(self.constants, dtype=float)
+        unknown = [d for d in self.dimensions if d not in self.questionnaire.dimensions]
+        if unknown:
+            raise CultureAlignError(f"questionnaire {self.questionnaire.source} has no dimension {', '.join(unknown)} "
+                                    f"(it has {', '.join(self.questionnaire.dimensions)})")
         self.target_vector = self.target.vector(self.dimensions)  # raises if a dimension is missing
-        self._dim_index = [DIMENSIONS.index(d) for d in self.dimensions]
+        self._dim_index = [self.questionnaire.dimensions.index(d) for d in self.dimensions]
 
     def indices(self, expected: np.ndarray) -> np.ndarray:
         return self.questionnaire.indices(np.atleast_2d(expected), self.constants)
@@ -48,7 +54,7 @@ class Objective:
         return self.loss_of_indices(self.indices(expected))
 
     def loss_of_indices(self, indices: np.ndarray) -> np.ndarray:
-        """``(P, 6)`` indices -> ``(P,)`` L1 losses over ``dimensions``."""
+        """``(P, n_dimensions)`` indices -> ``(P,)`` L1 losses over ``dimensions``."""
         return np.abs(np.atleast_2d(indices)[:, self._dim_index] - self.target_vector).sum(axis=1)
 
     def reference_mean_loss(self) -> float:

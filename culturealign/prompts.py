@@ -1,4 +1,4 @@
-"""Prompt construction: how the 24 items are put to a chat model (styles naive / persona / icl, labels, order).
+"""Prompt construction: how a questionnaire's items are put to a chat model (styles naive / persona / icl, labels, order).
 
 Every survey row is split into ``head`` (the chat up to the end of the user's message text) and ``tail`` (the
 rest: end of turn, assistant header, optional answer prefix). A soft prompt goes before the head (``prefix``
@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 from .config import DEFAULT_LABELS, Labels, Order, PromptStyle
 from .errors import CultureAlignError
-from .instrument import DIMENSIONS, Questionnaire
+from .instrument import Questionnaire
 from .targets import CountryTarget
 
 STYLES = PromptStyle.values()
@@ -36,9 +36,9 @@ class PromptConfig:
     order: Order = Order.BOTH
 
     def __post_init__(self) -> None:
-        self.style = PromptStyle.parse(self.style, "style", "prompt style")
-        self.labels = Labels.parse(self.labels, "labels", "option labels")
-        self.order = Order.parse(self.order, "order", "option order")
+        self.style = PromptStyle.parse(self.style, "PromptConfig.style", "prompt style")
+        self.labels = Labels.parse(self.labels, "PromptConfig.labels", "option labels")
+        self.order = Order.parse(self.order, "PromptConfig.order", "option order")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,7 +46,7 @@ class PromptConfig:
 
 @dataclass(frozen=True)
 class SurveyRow:
-    item: int          # 1..24
+    item: int          # 1..n_items
     reversed: bool     # options listed 5..1: listed position k means answer 6-k
     head: str
     tail: str
@@ -61,10 +61,14 @@ def system_message(style: str, country: CountryTarget | None, questionnaire: Que
     text = (f"You are a person from {country.name}. Answer every survey question as a typical person from "
             f"{country.name} would, based on the values of {country.name}.")
     if style == "icl":
-        lines = [f"- {questionnaire.names.get(d, d)} ({d}): {country.scores[d]:g}. It measures "
-                 f"{DIMENSION_EXPLANATIONS[d]}." for d in DIMENSIONS if d in country.scores]
-        text += (f"\nOn Hofstede's cultural dimensions (scale 0-100, higher means more), {country.name} scores:\n"
-                 + "\n".join(lines))
+        # an instrument's own description of a dimension, else Hofstede's (the VSM 2013 and its translations)
+        explain = {**DIMENSION_EXPLANATIONS, **questionnaire.descriptions}
+        lines = [f"- {questionnaire.names.get(d, d)} ({d}): {country.scores[d]:g}."
+                 + (f" It measures {explain[d]}." if d in explain else "")
+                 for d in questionnaire.dimensions if d in country.scores]
+        about = ("Hofstede's cultural dimensions (scale 0-100, higher means more)" if questionnaire.target_scores is None
+                 else "the survey's dimensions (higher means more)")
+        text += f"\nOn {about}, {country.name} scores:\n" + "\n".join(lines)
     return text
 
 
@@ -97,7 +101,8 @@ def render_chat(tokenizer, system: str | None, user: str, answer_prefix: str = "
 
 def build_rows(questionnaire: Questionnaire, tokenizer, config: PromptConfig,
                country: CountryTarget | None = None) -> list[SurveyRow]:
-    """The survey rows for one prompt configuration: 24 (one order) or 48 (both orders)."""
+    """The survey rows for one prompt configuration: one per item (one order) or two (both orders); for the
+    VSM 2013, 24 or 48."""
     system = system_message(config.style, country, questionnaire)
     labels = LABELS[config.labels]
     orders = {"forward": [False], "reverse": [True], "both": [False, True]}[config.order]

@@ -1,7 +1,8 @@
 """A self-contained HTML report (figures inlined as base64 PNG, also written as PNG files) of an experiment folder
 (``experiment.json`` + ``results.json`` + ``runs/*/``) or of a single ``culturealign align`` run folder.
 
-Figures: ``radar_<country>.png`` (target, naive, ICL and soft prompt on the six dimensions), ``convergence.png``
+Figures: ``radar_<country>.png`` (target, naive, ICL and soft prompt on the questionnaire's dimensions, the
+VSM 2013's six unless another instrument was used), ``convergence.png``
 (best loss against evaluations per run, by optimiser), ``dimensions.png`` (absolute error per dimension and
 method) and, for an experiment, ``atlas.png`` (per dimension, target against achieved for every country: soft
 prompt, naive and persona). With more than ``MANY_COUNTRIES`` countries (``--countries all``) the per-country
@@ -25,7 +26,6 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CultureAlignError
-from .instrument import DIMENSIONS
 from .io import atomic_write_bytes, atomic_write_text, to_json
 from .stats import mean_ci, paired_test
 
@@ -119,8 +119,8 @@ def _num(v) -> float:
 
 
 def _method_indices(data: dict, country: str, method: str) -> np.ndarray | None:
-    """Mean index vector ``(6,)`` of a method over its rows (seeds) for one country, None if absent."""
-    vecs = [[_num(r["indices"].get(d)) for d in DIMENSIONS] for r in data["rows"]
+    """Mean index vector ``(n_dimensions,)`` of a method over its rows (seeds) for one country, None if absent."""
+    vecs = [[_num(r["indices"].get(d)) for d in data["dimensions"]] for r in data["rows"]
             if r["country"] == country and r["method"] == method and r.get("indices")]
     if not vecs:
         return None
@@ -131,11 +131,12 @@ def _method_indices(data: dict, country: str, method: str) -> np.ndarray | None:
 
 def _radar(data: dict, country: str):
     plt = _plt()
-    angles = np.linspace(0, 2 * np.pi, len(DIMENSIONS), endpoint=False)
+    dims = data["dimensions"]
+    angles = np.linspace(0, 2 * np.pi, len(dims), endpoint=False)
     fig, ax = plt.subplots(figsize=(6, 6.2), subplot_kw={"polar": True}, layout="constrained")
     values = []
     for method in RADAR_METHODS:
-        vec = (np.array([_num(data["targets"][country].get(d)) for d in DIMENSIONS]) if method == "target"
+        vec = (np.array([_num(data["targets"][country].get(d)) for d in dims]) if method == "target"
                else _method_indices(data, country, method))
         if vec is None or np.all(np.isnan(vec)):
             continue
@@ -147,12 +148,12 @@ def _radar(data: dict, country: str):
     ax.set_ylim(min(0.0, np.nanmin(allv) - 5), max(100.0, np.nanmax(allv) + 5))  # indices can leave 0..100
     ax.set_theta_offset(np.pi / 2)  # first dimension at the top, clockwise, as radar charts are usually read
     ax.set_theta_direction(-1)
-    ax.set_xticks(angles, DIMENSIONS, fontsize=12)
+    ax.set_xticks(angles, dims, fontsize=12)
     # radial tick labels as texts between the first two axes, above the profile lines, so a line never hides them
     ticks = [t for t in ax.get_yticks() if ax.get_ylim()[0] < t <= ax.get_ylim()[1]]
     ax.set_rgrids(ticks, [""] * len(ticks))
     for t in ticks:
-        ax.text(np.pi / len(DIMENSIONS), t, f"{t:g}", fontsize=9, color="#555", ha="center", va="center", zorder=5,
+        ax.text(np.pi / len(dims), t, f"{t:g}", fontsize=9, color="#555", ha="center", va="center", zorder=5,
                 bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 0.8})
     ax.set_title(country, fontsize=14, pad=14)
     fig.legend(loc="outside lower center", ncol=4, frameon=False)
@@ -234,9 +235,9 @@ def _convergence(data: dict):
 
 
 def _abs_errors(data: dict, country: str, method: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """Mean and SD over seeds (None for one row) of |index - target| per dimension, each ``(6,)``."""
-    target = np.array([_num(data["targets"][country].get(d)) for d in DIMENSIONS])
-    errs = [np.abs(np.array([_num(r["indices"].get(d)) for d in DIMENSIONS]) - target) for r in data["rows"]
+    """Mean and SD over seeds (None for one row) of |index - target| per dimension, each ``(n_dimensions,)``."""
+    target = np.array([_num(data["targets"][country].get(d)) for d in data["dimensions"]])
+    errs = [np.abs(np.array([_num(r["indices"].get(d)) for d in data["dimensions"]]) - target) for r in data["rows"]
             if r["country"] == country and r["method"] == method and r.get("indices")]
     if not errs:
         return None
@@ -251,14 +252,14 @@ def _dimensions(data: dict):
                              layout="constrained")
     methods = [m for m in METHODS if any(r["method"] == m for r in data["rows"])]
     width = 0.8 / max(1, len(methods))
-    x = np.arange(len(DIMENSIONS))
+    x = np.arange(len(data["dimensions"]))
     for ax, country in zip(axes[:, 0], countries):
         for i, method in enumerate(methods):
             res = _abs_errors(data, country, method)
             if res is not None:
                 ax.bar(x + (i - (len(methods) - 1) / 2) * width, res[0], width, yerr=res[1], capsize=2,
                        color=COLORS[method], label=LABEL.get(method, method))
-        ax.set_xticks(x, DIMENSIONS)
+        ax.set_xticks(x, data["dimensions"])
         ax.set_ylabel("|model - target|")
         ax.set_title(country)
         ax.grid(axis="y", alpha=0.3)
@@ -272,9 +273,14 @@ def _atlas(data: dict):
     seeds), with the line y = x where a country's points would lie if the method hit its target."""
     plt = _plt()
     countries = [c for c in data["countries"] if c in data["targets"]]
-    fig, axes = plt.subplots(2, 3, figsize=(13, 8.6), layout="constrained")
+    dims = data["dimensions"]
+    cols = min(3, len(dims))
+    rows = -(-len(dims) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(13 / 3 * cols, 4.3 * rows), squeeze=False, layout="constrained")
+    for ax in axes.ravel()[len(dims):]:
+        ax.set_visible(False)
     label = len(countries) <= MANY_COUNTRIES
-    for ax, (d, dim) in zip(axes.ravel(), enumerate(DIMENSIONS)):
+    for ax, (d, dim) in zip(axes.ravel(), enumerate(dims)):
         values = []
         for method in ATLAS_METHODS:
             pts = []
@@ -438,11 +444,14 @@ def write_report(folder: Path, out: Path | None = None) -> Path:
     HTML path."""
     folder = Path(folder)
     data = _load(folder)
+    # the questionnaire's dimensions, in order: those the rows have indices for (else the targets')
+    data["dimensions"] = list(dict.fromkeys(d for r in data["rows"] for d in (r.get("indices") or {}))) or \
+        list(dict.fromkeys(d for t in data["targets"].values() for d in t))
     out = Path(out) if out is not None else folder / "report.html"
     plt = _plt()
     few = len(data["countries"]) <= MANY_COUNTRIES
     figures = [(f"radar_{_slug(c)}.png", f"Profile of {c}", _radar(data, c)) for c in data["countries"]
-               if c in data["targets"] and few]
+               if c in data["targets"] and few and data["dimensions"]]
     if data["kind"] == "experiment" and any(r["method"] in ATLAS_METHODS for r in data["rows"]):
         figures.append(("atlas.png", "Atlas: target against achieved, per dimension (soft prompt: mean over seeds)",
                         _atlas(data)))

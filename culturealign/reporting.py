@@ -11,7 +11,7 @@ import time
 from rich.console import Console, ConsoleDimensions
 from rich.table import Table
 
-from .instrument import DIMENSIONS
+from .config import ConstantsKind
 
 LOG_WIDTH = 10_000  # columns when stdout is not a terminal: wide enough that no table or line is ever cut
 
@@ -52,8 +52,7 @@ def print_measurement(record: dict, items: bool = True) -> None:
     table = Table(title=f"{c['name']} ({c['code']}) - prompt: {record['prompt']}")
     for col in ("dimension", "target", "model", "|diff|", "in loss"):
         table.add_column(col, justify="left" if col == "dimension" else "right")
-    for dim in DIMENSIONS:
-        row = record["indices"][dim]
+    for dim, row in record["indices"].items():
         table.add_row(f"{dim} {row['name']}", _fmt(row["target"], 0), _fmt(row["model"]), _fmt(row["abs_diff"]),
                       "yes" if row["in_loss"] else "no")
     table.caption = f"L1 loss over {','.join(record['loss_dimensions'])}: {record['loss']:.1f}"
@@ -104,8 +103,9 @@ def print_kendall(tau: dict) -> None:
     console.print(table)
 
 
-def print_indices(indices: dict, constants: dict) -> None:
-    table = Table(title="VSM 2013 indices from item means")
+def print_indices(indices: dict, constants: dict, questionnaire: str = "builtin:vsm2013-en") -> None:
+    name = "VSM 2013" if questionnaire == "builtin:vsm2013-en" else questionnaire
+    table = Table(title=f"{name} indices from item means")
     table.add_column("dimension")
     table.add_column("index", justify="right")
     for dim, v in indices.items():
@@ -141,14 +141,14 @@ class AlignProgress:
         return self.progress.__exit__(*exc)
 
     def start(self, run) -> None:
-        if self.enabled and run.session.config.constants == "anchored":
+        if self.enabled and run.session.config.constants.kind is ConstantsKind.ANCHORED:
             print_constants(run.session.constants_for(run.country).to_dict())
         self._total, self._first, self._started = run.total, run.state.evaluations, time.monotonic()
         self.task = self.progress.add_task("align", total=run.total, completed=run.state.evaluations,
                                            gen=run.state.generation, best="-", dims="")
 
     def update(self, run, row: dict) -> None:
-        dims = " ".join(f"{d} {row[f'best_{d}']:.0f}" for d in DIMENSIONS)
+        dims = _best_indices(row)
         self.progress.update(self.task, completed=row["evaluations"], gen=row["generation"],
                              best=f"{row['best_loss']:.1f}", dims=dims)
         if self.enabled and not self.live:
@@ -170,10 +170,16 @@ def progress_line(row: dict, total: int, elapsed: float, done_here: int) -> str:
     >>> progress_line(row, total=320, elapsed=12.0, done_here=48)
     'gen 3  48/320 evals  best 12.3  PDI 50 IDV 50 MAS 50 UAI 50 LTO 50 IVR 50  0:00:12 elapsed, 0:01:08 left'
     """
-    dims = " ".join(f"{d} {row[f'best_{d}']:.0f}" for d in DIMENSIONS)
+    dims = _best_indices(row)
     left = _clock(elapsed / done_here * max(total - row["evaluations"], 0)) if done_here > 0 else "-"
     return (f"gen {row['generation']}  {row['evaluations']}/{total} evals  best {row['best_loss']:.1f}  {dims}  "
             f"{_clock(elapsed)} elapsed, {left} left")
+
+
+def _best_indices(row: dict) -> str:
+    """``PDI 50 IDV 50 ...``: the best candidate's index per dimension of a history row (its ``best_<dim>``
+    columns; no dimension is named ``loss``, see :mod:`culturealign.instrument`)."""
+    return " ".join(f"{k[len('best_'):]} {v:.0f}" for k, v in row.items() if k.startswith("best_") and k != "best_loss")
 
 
 def print_run(record: dict) -> None:
@@ -207,13 +213,14 @@ def print_comparison(result: dict) -> None:
     table = Table(title=f"{c['name']}: indices and L1 loss over {','.join(result['loss_dimensions'])} "
                         f"(constants: {result['constants']['kind']})")
     table.add_column("method", no_wrap=True)
-    for d in DIMENSIONS:
+    dims = list(result["rows"][0]["indices"])  # the questionnaire's dimensions (the target row's)
+    for d in dims:
         table.add_column(d, justify="right")
     table.add_column("L1 loss", justify="right")
     table.add_column("order r", justify="right")
     for row in result["rows"]:
         diag = row.get("diagnostics") or {}
-        table.add_row(row["method"], *[_fmt(row["indices"][d], 0 if row["method"] == "target" else 1) for d in DIMENSIONS],
+        table.add_row(row["method"], *[_fmt(row["indices"][d], 0 if row["method"] == "target" else 1) for d in dims],
                       "" if row["method"] == "target" else f"{row['loss']:.1f}", _fmt(diag.get("order_correlation"), 2))
     console.print(table)
 
@@ -227,10 +234,11 @@ def print_culturalbench(result: dict) -> None:
 
 def print_robustness(result: dict) -> None:
     table = Table(title=f"Robustness of {result['run']} ({result['country']['name']}, constants fixed from the run)")
-    for col in ("condition", *DIMENSIONS, "loss (soft prompt)", f"loss ({result['prompt']}, no soft prompt)", "order r"):
+    dims = list(result["conditions"][0]["indices"])  # the run's questionnaire's dimensions
+    for col in ("condition", *dims, "loss (soft prompt)", f"loss ({result['prompt']}, no soft prompt)", "order r"):
         table.add_column(col, justify="left" if col == "condition" else "right")
     for c in result["conditions"]:
-        table.add_row(c["condition"], *[_fmt(c["indices"][d]) for d in DIMENSIONS], f"{c['loss']:.1f}",
+        table.add_row(c["condition"], *[_fmt(c["indices"][d]) for d in dims], f"{c['loss']:.1f}",
                       f"{c['plain_loss']:.1f}", _fmt(c["diagnostics"]["order_correlation"], 2))
     console.print(table)
 

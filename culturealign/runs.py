@@ -9,20 +9,22 @@ import math
 from dataclasses import fields
 from pathlib import Path
 
-from .config import AlignConfig, MeasureConfig, SoftPromptConfig, check_field_types
-from .errors import CultureAlignError
-from .instrument import DIMENSIONS
+from .config import AlignConfig, MeasureConfig, SoftPromptConfig
+from .errors import ConfigError, CultureAlignError
+from .instrument import Questionnaire
 from .io import read_json
 
 RUN_FILE = "run.json"
+_JSON_KEYS = {"AlignConfig": "config", "SoftPromptConfig": "config.soft", "MeasureConfig": "config.measure"}
 
 
 def load_run(folder: str | Path) -> tuple[dict, AlignConfig]:
     """The run record of ``folder`` and the :class:`AlignConfig` it was run with.
 
     Checked: the record is a JSON object; ``config`` (with ``soft`` and ``measure``) has exactly the fields this
-    version knows, each of the right type and value; ``constants`` has a ``kind`` and six finite ``values``;
-    ``status`` is a string and ``best`` (if present) holds a numeric ``loss`` and per-dimension indices.
+    version knows, each of the right type and value; the run's questionnaire loads; ``constants`` has a ``kind``
+    and a finite number per dimension of that questionnaire (``values``); ``status`` is a string and ``best`` (if
+    present) holds a numeric ``loss`` and the indices of those dimensions.
     Anything else raises ``CultureAlignError("<folder> is not a run folder written by `culturealign align` ...:
     <what is wrong>")``.
     """
@@ -57,17 +59,24 @@ def load_run(folder: str | Path) -> tuple[dict, AlignConfig]:
             raise bad(f"{key} lacks {', '.join(required)}")
     try:
         config = AlignConfig.from_dict(cfg)
-        check_field_types(config, "config.")
+        dimensions = Questionnaire.load(config.measure.questionnaire).dimensions  # the run's questionnaire's
+    except ConfigError as exc:  # named as the file's keys: MeasureConfig.batch_size -> config.measure.batch_size
+        raise bad(exc.naming({f: _json_key(f) for f in exc.fields})) from None
     except CultureAlignError as exc:
         raise bad(str(exc)) from None
     except (TypeError, KeyError, ValueError, AttributeError) as exc:
         raise bad(f"config: {exc}") from None
-    _check_constants(record.get("constants"), bad)
+    _check_constants(record.get("constants"), dimensions, bad)
     if "status" in record and not isinstance(record["status"], str):
         raise bad("'status' must be a string")
     if "best" in record:
-        _check_best(record["best"], bad)
+        _check_best(record["best"], dimensions, bad)
     return record, config
+
+
+def _json_key(field: str) -> str:
+    config, _, name = field.partition(".")
+    return f"{_JSON_KEYS[config]}.{name}" if config in _JSON_KEYS else field
 
 
 def _required(f) -> bool:
@@ -87,22 +96,22 @@ def _finite(value) -> bool:
         return False
 
 
-def _check_constants(constants, bad) -> None:
+def _check_constants(constants, dimensions: tuple[str, ...], bad) -> None:
     if not isinstance(constants, dict):
         raise bad("no 'constants' object")
     if not isinstance(constants.get("kind"), str):
         raise bad("constants.kind must be a string")
     values = constants.get("values")
-    if not isinstance(values, dict) or not all(_finite(values.get(d)) for d in DIMENSIONS):
-        raise bad(f"constants.values must hold a finite number for each of {', '.join(DIMENSIONS)}")
+    if not isinstance(values, dict) or not all(_finite(values.get(d)) for d in dimensions):
+        raise bad(f"constants.values must hold a finite number for each of {', '.join(dimensions)}")
 
 
-def _check_best(best, bad) -> None:
+def _check_best(best, dimensions: tuple[str, ...], bad) -> None:
     if not isinstance(best, dict) or not _number(best.get("loss")):
         raise bad("'best' must be an object with a numeric 'loss'")
     indices = best.get("indices")
     if indices is None:
         return
     if not isinstance(indices, dict) or not all(
-            d in indices and isinstance(indices[d], dict) and _number(indices[d].get("model")) for d in DIMENSIONS):
-        raise bad(f"best.indices must hold {{'model': number, ...}} for each of {', '.join(DIMENSIONS)}")
+            d in indices and isinstance(indices[d], dict) and _number(indices[d].get("model")) for d in dimensions):
+        raise bad(f"best.indices must hold {{'model': number, ...}} for each of {', '.join(dimensions)}")

@@ -1,12 +1,14 @@
 """The measurement context: :class:`Session` loads the model (in the configured backend) and the questionnaire
-once, resolves the constants, and builds surveys, objectives and measurement records (:meth:`Session.measure`) for
-every command.
+once, resolves the constants when asked (:meth:`Session.resolve_constants`), and builds surveys, objectives and
+measurement records (:meth:`Session.measure`) for every command.
 
 >>> from culturealign.backends.hf import HFBackend
 >>> from culturealign.models import LoadedModel
 >>> from culturealign.targets import lookup
 >>> tok = make_tokenizer(); backend = HFBackend(LoadedModel(make_model(tok), tok, "tiny", "tiny"))
 >>> session = Session(MeasureConfig(constants="zero", order="forward"), backend=backend)
+>>> session.resolve_constants().kind                     # zero or a file: no model needed, already read
+'zero'
 >>> record = session.measure(lookup("CN"), "naive")      # one country, JSON-ready
 >>> sorted(record["indices"]), len(record["items"]), record["constants"]["kind"]
 (['IDV', 'IVR', 'LTO', 'MAS', 'PDI', 'UAI'], 24, 'zero')
@@ -23,14 +25,14 @@ from . import __version__
 from . import constants as consts
 from .backends import load_backend
 from .backends.base import Backend, as_backend
-from .config import MeasureConfig
+from .config import ConstantsKind, ConstantsSpec, MeasureConfig
 from .errors import CultureAlignError
 from .instrument import Questionnaire
 from .models import LoadedModel
 from .objective import Objective, parse_dimensions
 from .softprompt import SoftPrompt
 from .survey import Survey, SurveyAnswers
-from .targets import CountryTarget, lookup
+from .targets import CountryTarget, Targets, targets_for
 
 
 def library_versions() -> dict[str, str]:
@@ -44,29 +46,46 @@ def library_versions() -> dict[str, str]:
 
 
 class Session:
-    """A loaded model (a :class:`~culturealign.backends.base.Backend`) and questionnaire with resolved constants:
+    """A loaded model (a :class:`~culturealign.backends.base.Backend`) and questionnaire with its constants C:
     the context of every command.
 
     config: the measurement settings; the model is loaded from ``config.model`` in ``config.backend`` with
     ``config.backend_args`` unless ``backend`` (an already loaded backend, or a ``LoadedModel``, which is wrapped in
     the ``hf`` backend; ``lm`` is the older name of this argument) is given. constants: fixed constants instead of
-    resolving ``config.constants``.
+    resolving ``config.constants`` (for the questionnaire's dimensions).
+
+    Zero constants and a file's are read when the session is made. Anchored ones are fitted (or read from their
+    cache) only by :meth:`resolve_constants`, which every command calls once before it measures: until then
+    :attr:`constants`, :meth:`constants_for`, :meth:`objective` and :meth:`measure` raise a
+    :class:`~culturealign.errors.CultureAlignError` saying so, never run the model themselves.
     """
 
     def __init__(self, config: MeasureConfig, lm: Backend | LoadedModel | None = None,
                  constants: consts.Constants | None = None, backend: Backend | LoadedModel | None = None):
-        if config.answer_mode not in ("distribution", "sample"):
-            raise CultureAlignError("--answer-mode must be 'distribution' or 'sample'")
         self.config = config
-        self.dimensions = parse_dimensions(config.dimensions)
         self.questionnaire = Questionnaire.load(config.questionnaire).with_mas_weight(config.mas_weight)
+        self.dimensions = parse_dimensions(config.dimensions, self.questionnaire.dimensions)
+        if constants is not None and tuple(constants.dimensions) != self.questionnaire.dimensions:
+            raise CultureAlignError(f"the constants are for {', '.join(constants.dimensions)}, but questionnaire "
+                                    f"{self.questionnaire.source} measures {', '.join(self.questionnaire.dimensions)}")
         config.prompt("naive")  # validates labels and order before the model loads
+        if constants is None and ConstantsSpec.parse(config.constants).kind is not ConstantsKind.ANCHORED:
+            # zero or a file: no model needed
+            constants = consts.resolve(config.constants, self._fit_anchored, self.questionnaire.dimensions)
+        self._constants = constants  # None until resolve_constants() fits anchored ones
         given = backend if backend is not None else lm
         self.backend = (as_backend(given) if given is not None else
                         load_backend(config.backend, config.model, config.device, config.dtype, **config.backend_args))
         self._surveys: dict[tuple, Survey] = {}
-        self._constants = constants  # None: resolved from config.constants on first use
         self._constants_for: dict[str, consts.Constants] = {}
+        self._targets: Targets | None = None
+
+    @property
+    def targets(self) -> Targets:
+        """The questionnaire's targets (its own, else Hofstede's published scores): ``session.targets.lookup("CN")``."""
+        if self._targets is None:
+            self._targets = targets_for(self.questionnaire)
+        return self._targets
 
     # ---- building blocks ----------------------------------------------------------------------------------------
     def survey(self, style: str, country: CountryTarget | None) -> Survey:
@@ -95,12 +114,22 @@ class Session:
             return survey.sample(self.config.samples, self.config.seed, soft, placement)
         return survey.answer(soft, placement)
 
+    def resolve_constants(self) -> consts.Constants:
+        """The constants of the configuration, resolved once (:func:`culturealign.constants.resolve`): for
+        ``anchored``, the fit over every reference country, read from the cache or measured now (a persona
+        measurement per reference country); later calls return the same object."""
+        if self._constants is None:
+            self._constants = consts.resolve(self.config.constants, self._fit_anchored, self.questionnaire.dimensions)
+        return self._constants
+
     @property
     def constants(self) -> consts.Constants:
-        """The constants of the configuration: for ``anchored``, the fit over every reference country (a target that
-        is one of them is scored with :meth:`constants_for`, which leaves it out)."""
+        """The resolved constants (:meth:`resolve_constants`): for ``anchored``, the fit over every reference
+        country (a target that is one of them is scored with :meth:`constants_for`, which leaves it out)."""
         if self._constants is None:
-            self._constants = consts.resolve(self.config.constants, self._fit_anchored)
+            raise CultureAlignError("the anchored constants are not fitted yet: call session.resolve_constants() "
+                                    "first (it reads the cached fit, or measures the model with each reference "
+                                    "country's persona)")
         return self._constants
 
     def _fit_anchored(self) -> consts.Constants:
@@ -111,18 +140,18 @@ class Session:
                                           "samples": self.config.samples, "seed": self.config.seed},
                                          self.config.scoring, dtype=identity.pop("dtype"),
                                          device=identity.pop("device"), weights=identity.pop("weights"))
-        return consts.anchored(self._raw_persona_indices, {**key, **identity})
+        return consts.anchored(self._raw_persona_indices, {**key, **identity}, targets=self.targets)
 
     def constants_for(self, country: CountryTarget) -> consts.Constants:
         """The constants to score ``country`` with: under anchored constants fitted without it when it is one of the
         reference countries (leave-one-out, from the cached fit's raw indices: no new measurement), else the fit
         over every reference. ``to_dict()`` records the reference set used and the country left out."""
         if country.name not in self._constants_for:
-            self._constants_for[country.name] = consts.leave_one_out(self.constants, country.name)
+            self._constants_for[country.name] = consts.leave_one_out(self.constants, country.name, self.targets)
         return self._constants_for[country.name]
 
     def _raw_persona_indices(self, country_name: str) -> np.ndarray:
-        answers = self.answers("persona", lookup(country_name))
+        answers = self.answers("persona", self.targets.lookup(country_name))
         return self.questionnaire.raw_indices(answers.expected[0])
 
     def objective(self, country: CountryTarget) -> Objective:

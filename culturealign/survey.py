@@ -13,7 +13,7 @@ import torch
 
 from .backends.base import Backend, as_backend
 from .errors import CultureAlignError
-from .instrument import N_ITEMS, N_OPTIONS, Questionnaire
+from .instrument import N_OPTIONS, Questionnaire
 from .prompts import LABELS, PromptConfig, build_rows
 from .targets import CountryTarget
 
@@ -24,10 +24,11 @@ ANSWERS = np.arange(1, N_OPTIONS + 1, dtype=float)
 class SurveyAnswers:
     """Answer distributions of P candidates.
 
-    probs_by_order: ``(P, n_orders, 24, 5)``, answer order (column k is answer k+1), reversed rows mapped back.
-    mass_by_order: ``(P, n_orders, 24)`` next-token probability mass on the five options (NaN if not defined).
+    probs_by_order: ``(P, n_orders, n_items, 5)`` (the VSM 2013: 24 items), answer order (column k is answer k+1),
+    reversed rows mapped back.
+    mass_by_order: ``(P, n_orders, n_items)`` next-token probability mass on the five options (NaN if not defined).
     orders: the option orders asked, e.g. ``["forward", "reverse"]``.
-    unparsed: ``(P, n_orders, 24)`` counts of unparsable replies (sample mode only; zeros otherwise).
+    unparsed: ``(P, n_orders, n_items)`` counts of unparsable replies (sample mode only; zeros otherwise).
     """
 
     probs_by_order: np.ndarray
@@ -37,12 +38,12 @@ class SurveyAnswers:
 
     @property
     def probs(self) -> np.ndarray:
-        """``(P, 24, 5)`` averaged over the orders asked (the order-balanced distribution for ``both``)."""
+        """``(P, n_items, 5)`` averaged over the orders asked (the order-balanced distribution for ``both``)."""
         return np.nanmean(self.probs_by_order, axis=1)
 
     @property
     def expected(self) -> np.ndarray:
-        """``(P, 24)`` expected answers E[a] = sum_k k p(k), on the 1..5 scale."""
+        """``(P, n_items)`` expected answers E[a] = sum_k k p(k), on the 1..5 scale."""
         return self.probs @ ANSWERS
 
     @property
@@ -55,7 +56,7 @@ class SurveyAnswers:
 
     @property
     def spread(self) -> np.ndarray:
-        """``(P,)`` standard deviation of the 24 expected answers: near 0 means the answers ignore the items."""
+        """``(P,)`` standard deviation of the expected answers over the items: near 0 means the answers ignore the items."""
         return self.expected.std(axis=1)
 
     @property
@@ -88,7 +89,7 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class Survey:
-    """The 24 items put to one model under one prompt configuration."""
+    """The questionnaire's items put to one model under one prompt configuration."""
 
     def __init__(self, backend: Backend, questionnaire: Questionnaire, prompt: PromptConfig,
                  country: CountryTarget | None = None, batch_size: int = 24, use_cache: bool = True,
@@ -111,14 +112,14 @@ class Survey:
         return self._by_order(scores.probs, scores.mass)
 
     def _by_order(self, listed_probs: np.ndarray, mass: np.ndarray, unparsed=None) -> SurveyAnswers:
-        n_cand = listed_probs.shape[0]
-        probs = listed_probs.reshape(n_cand, len(self.orders), N_ITEMS, N_OPTIONS).copy()
-        mass = mass.reshape(n_cand, len(self.orders), N_ITEMS)
+        n_cand, n_items = listed_probs.shape[0], self.questionnaire.n_items
+        probs = listed_probs.reshape(n_cand, len(self.orders), n_items, N_OPTIONS).copy()
+        mass = mass.reshape(n_cand, len(self.orders), n_items)
         for o, order in enumerate(self.orders):
             if order == "reverse":  # listed position k means answer 6-k
                 probs[:, o] = probs[:, o, :, ::-1]
         if unparsed is not None:
-            unparsed = unparsed.reshape(n_cand, len(self.orders), N_ITEMS)
+            unparsed = unparsed.reshape(n_cand, len(self.orders), n_items)
         return SurveyAnswers(probs, mass, self.orders, unparsed)
 
     @torch.no_grad()

@@ -1,4 +1,5 @@
-"""Country targets: Hofstede's published six-dimension scores (2015-08-16 matrix plus a supplement).
+"""Country targets: Hofstede's published six-dimension scores (2015-08-16 matrix plus a supplement), or an
+instrument's own target scores (the ``targets`` section of its file), as a :class:`Targets` table.
 
 A country answers to its English name, Hofstede's own 3-letter code, and ISO 3166 alpha-2 / alpha-3 codes,
 case-insensitively (``CN``, ``CHN``, ``China`` and ``CHI`` all find China). Where a Hofstede code and an ISO
@@ -11,6 +12,7 @@ import difflib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -18,10 +20,12 @@ import pycountry
 
 from .config import parse_dimensions
 from .errors import CultureAlignError
-from .instrument import DIMENSIONS
+from .instrument import DIMENSIONS, Questionnaire
 
 MATRIX_SOURCE = "Hofstede 6-D dimension data matrix, release 2015-08-16 (geerthofstede.com)"
 _CSV_COLUMNS = {"PDI": "pdi", "IDV": "idv", "MAS": "mas", "UAI": "uai", "LTO": "ltowvs", "IVR": "ivr"}
+#: the dimensions Hofstede's matrix has scores for: the VSM 2013's
+HOFSTEDE_DIMENSIONS: tuple[str, ...] = tuple(_CSV_COLUMNS)
 # Hofstede names that pycountry's exact lookup does not know.
 _ISO_OVERRIDES = {"Bosnia": "BA", "Czech Rep": "CZ", "Dominican Rep": "DO", "Great Britain": "GB",
                   "Korea South": "KR", "Kyrgyz Rep": "KG", "Macedonia Rep": "MK", "Russia": "RU",
@@ -45,10 +49,12 @@ class CountryTarget:
 
     @property
     def dimensions(self) -> list[str]:
-        return [d for d in DIMENSIONS if d in self.scores]
+        """The dimensions it has a score for, in its table's order."""
+        return list(self.scores)
 
     def vector(self, dimensions: Sequence[str] = DIMENSIONS) -> np.ndarray:
-        """Scores of ``dimensions`` as an array; a missing one is an error naming what is missing."""
+        """Scores of ``dimensions`` (default Hofstede's six) as an array; a missing one is an error naming what is
+        missing."""
         missing = [d for d in dimensions if d not in self.scores]
         if missing:
             raise CultureAlignError(
@@ -80,15 +86,21 @@ def all_countries() -> tuple[CountryTarget, ...]:
             elif extra and extra[col] not in ("#NULL!", ""):
                 scores[dim], sources[dim] = float(extra[col]), f"supplement: {extra['source']}"
         iso = _iso_country(row["country"])
-        aliases = {row["ctr"].lower(), row["country"].lower()}
-        if iso is not None:
-            aliases |= {iso.alpha_2.lower(), iso.alpha_3.lower(), iso.name.lower()}
-            aliases |= {getattr(iso, a).lower() for a in ("common_name", "official_name") if hasattr(iso, a)}
-            aliases |= set(_EXTRA_ALIASES.get(iso.alpha_2, []))
         out.append(CountryTarget(row["ctr"], row["country"], scores, sources,
                                  iso.alpha_2 if iso else None, iso.alpha_3 if iso else None,
-                                 tuple(sorted(aliases))))
+                                 _aliases(row["country"], row["ctr"], iso)))
     return tuple(out)
+
+
+def _aliases(name: str, code: str, iso) -> tuple[str, ...]:
+    """Every lower-case name a country answers to: its name, its code and, when ISO 3166 knows it, its ISO codes
+    and names."""
+    aliases = {code.lower(), name.strip().lower()}
+    if iso is not None:
+        aliases |= {iso.alpha_2.lower(), iso.alpha_3.lower(), iso.name.lower()}
+        aliases |= {getattr(iso, a).lower() for a in ("common_name", "official_name") if hasattr(iso, a)}
+        aliases |= set(_EXTRA_ALIASES.get(iso.alpha_2, []))
+    return tuple(sorted(aliases))
 
 
 def _iso_country(name: str):
@@ -99,8 +111,106 @@ def _iso_country(name: str):
         return None  # a region or a sub-national sample (e.g. "Arab countries", "Belgium French")
 
 
+class Targets:
+    """A table of countries with target scores for an instrument's ``dimensions``: Hofstede's published matrix
+    (:func:`hofstede`, for the VSM 2013 and its translations) or an instrument's own ``targets`` section
+    (:func:`targets_for`). Countries are found by name or code (:meth:`lookup`)."""
+
+    def __init__(self, countries: Sequence[CountryTarget], dimensions: Sequence[str], source: str,
+                 index: dict[str, CountryTarget] | None = None):
+        self.countries, self.dimensions, self.source = tuple(countries), tuple(dimensions), source
+        self._index = _index(self.countries) if index is None else index
+
+    def find(self, query: str) -> CountryTarget | None:
+        """The country ``query`` names exactly (any case), or None."""
+        return self._index.get(query.strip().lower())
+
+    def lookup(self, query: str) -> CountryTarget:
+        """The country that ``query`` names; an unknown name lists the closest matches."""
+        found = self.find(query)
+        if found is not None:
+            return found
+        close = difflib.get_close_matches(query.strip().lower(), list(self._index), n=5, cutoff=0.5)
+        names = list(dict.fromkeys(f"{self._index[a].name} ({self._index[a].code})" for a in close))
+        hint = f" Closest matches: {', '.join(names)}." if names else ""
+        if self.source == MATRIX_SOURCE:
+            more = " Run `culturealign countries` for the full list."
+        else:
+            more = f" The targets of {self.source}: {', '.join(c.name for c in self.countries)[:300]}."
+        raise CultureAlignError(f"unknown country '{query}'.{hint}{more}")
+
+    def check(self, targets: Iterable[CountryTarget], dimensions: str | Sequence[str] | None = None) -> list[str]:
+        """The loss dimensions (``"LTO,IVR"``, a list, or None for all of the instrument's), after checking that
+        every target has a score for each: a missing one fails here, before any model loads."""
+        dims = parse_dimensions(dimensions, self.dimensions)
+        for target in targets:
+            target.vector(dims)
+        return dims
+
+    def select(self, spec: str, dimensions: str | Sequence[str] | None = None) -> list[CountryTarget]:
+        """``"US,CN"`` or ``"all"`` (every country with a score on each loss dimension) as targets, each checked to
+        have the loss ``dimensions``; none is a clear error."""
+        dims = parse_dimensions(dimensions, self.dimensions)
+        if spec.strip().lower() == "all":
+            targets = [c for c in self.countries if all(d in c.scores for d in dims)]
+        else:
+            targets = [self.lookup(c.strip()) for c in spec.split(",") if c.strip()]
+        if not targets:
+            raise CultureAlignError("give at least one country with --countries (see `culturealign countries`)")
+        self.check(targets, dims)
+        return targets
+
+
+def hofstede(dimensions: Sequence[str] = HOFSTEDE_DIMENSIONS) -> Targets:
+    """Hofstede's published scores as the targets of an instrument with ``dimensions`` (some of his six)."""
+    return Targets(all_countries(), dimensions, MATRIX_SOURCE, _alias_index())
+
+
+def targets_for(questionnaire: Questionnaire | str | Path | None) -> Targets:
+    """The targets of an instrument (a :class:`Questionnaire`, or what ``--questionnaire`` takes: None for the
+    built-in VSM 2013, a registered name or a file): its own ``targets`` section, else Hofstede's published scores,
+    which cover only his six dimensions (another dimension without targets is a clear error).
+
+    >>> targets_for(None).lookup("CN").scores["PDI"]
+    80.0
+    """
+    q = questionnaire if isinstance(questionnaire, Questionnaire) else Questionnaire.load(questionnaire)
+    if q.target_scores is None:
+        unknown = [d for d in q.dimensions if d not in HOFSTEDE_DIMENSIONS]
+        if unknown:
+            raise CultureAlignError(
+                f"questionnaire {q.source} has no target scores for {', '.join(unknown)} (Hofstede's published "
+                f"scores cover {', '.join(HOFSTEDE_DIMENSIONS)}): give it a 'targets' section, "
+                f'{{"<country>": {{"{unknown[0]}": <score>, ...}}, ...}} (README: Extending culturealign)')
+        return hofstede(q.dimensions)
+    source = f"the targets section of {q.source}"
+    by_iso = {}
+    for c in all_countries():
+        by_iso.setdefault(c.iso2, c)
+    out, seen = [], {}
+    for name, scores in q.target_scores.items():
+        # a country Hofstede knows keeps his code and names, so "CN", "U.S.A." and the reference countries find it
+        iso = _iso_country(name)
+        known = _alias_index().get(name.strip().lower()) or (by_iso.get(iso.alpha_2) if iso else None)
+        if known is not None:
+            code, iso2, iso3 = known.code, known.iso2, known.iso3
+            aliases = tuple(sorted({*known.aliases, name.strip().lower()}))
+        else:
+            code = iso.alpha_3 if iso else name.strip()
+            iso2, iso3 = (iso.alpha_2, iso.alpha_3) if iso else (None, None)
+            aliases = _aliases(name, code, iso)
+        if code in seen:
+            raise CultureAlignError(f"questionnaire {q.source}: targets '{seen[code]}' and '{name}' are the same "
+                                    "country; give its scores once")
+        seen[code] = name
+        out.append(CountryTarget(code, name.strip(), dict(scores), dict.fromkeys(scores, source), iso2, iso3,
+                                 aliases))
+    return Targets(out, q.dimensions, source)
+
+
 def lookup(query: str) -> CountryTarget:
-    """The country that ``query`` names; an unknown name lists the closest matches.
+    """The country that ``query`` names in Hofstede's matrix (an instrument's own targets:
+    ``targets_for(questionnaire).lookup``); an unknown name lists the closest matches.
 
     >>> china = lookup("CN")
     >>> china.name, china.code, china.iso3, lookup("china") is china is lookup("CHN")
@@ -111,21 +221,19 @@ def lookup(query: str) -> CountryTarget:
     Traceback (most recent call last):
     culturealign.errors.CultureAlignError: unknown country 'Chnia'. Closest matches: China (CHI), Czech Rep (CZE), India (IND). Run ...
     """
-    key = query.strip().lower()
-    index = _alias_index()
-    if key in index:
-        return index[key]
-    close = difflib.get_close_matches(key, list(index), n=5, cutoff=0.5)
-    names = list(dict.fromkeys(f"{index[a].name} ({index[a].code})" for a in close))
-    hint = f" Closest matches: {', '.join(names)}." if names else ""
-    raise CultureAlignError(f"unknown country '{query}'.{hint} Run `culturealign countries` for the full list.")
+    return hofstede().lookup(query)
 
 
 @lru_cache(maxsize=1)
 def _alias_index() -> dict[str, CountryTarget]:
-    # Hofstede's own codes win over ISO codes where they clash (SLV is Slovenia to Hofstede, El Salvador to ISO).
-    index = {alias: c for c in all_countries() for alias in c.aliases}
-    index.update({c.code.lower(): c for c in all_countries()})
+    return _index(all_countries())
+
+
+def _index(countries: Sequence[CountryTarget]) -> dict[str, CountryTarget]:
+    """Every alias of every country -> the country. Codes win over other countries' aliases where they clash
+    (SLV is Slovenia to Hofstede, El Salvador to ISO)."""
+    index = {alias: c for c in countries for alias in c.aliases}
+    index.update({c.code.lower(): c for c in countries})
     return index
 
 
@@ -134,23 +242,10 @@ def lookup_many(queries: Iterable[str]) -> list[CountryTarget]:
 
 
 def check_dimensions(targets: Iterable[CountryTarget], dimensions: str | Sequence[str] | None = None) -> list[str]:
-    """The loss dimensions (``"LTO,IVR"``, a list, or None for all six), after checking that every target has a
-    published score for each: a missing one fails here, before any model loads."""
-    dims = parse_dimensions(dimensions)
-    for target in targets:
-        target.vector(dims)
-    return dims
+    """:meth:`Targets.check` for Hofstede's six dimensions."""
+    return hofstede().check(targets, dimensions)
 
 
 def countries_for(spec: str, dimensions: str | Sequence[str] | None = None) -> list[CountryTarget]:
-    """``"US,CN"`` or ``"all"`` (every country with a published score on each loss dimension) as targets, each
-    checked to have the loss ``dimensions``; none is a clear error."""
-    dims = parse_dimensions(dimensions)
-    if spec.strip().lower() == "all":
-        targets = [c for c in all_countries() if all(d in c.scores for d in dims)]
-    else:
-        targets = lookup_many([c.strip() for c in spec.split(",") if c.strip()])
-    if not targets:
-        raise CultureAlignError("give at least one country with --countries (see `culturealign countries`)")
-    check_dimensions(targets, dims)
-    return targets
+    """:meth:`Targets.select` in Hofstede's matrix."""
+    return hofstede().select(spec, dimensions)

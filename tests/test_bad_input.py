@@ -68,7 +68,8 @@ RUN_DEFECTS = {
     "unknown key in config": (_outdated(lambda r: r["config"].update(sigma0=1)), "config has unknown field(s) sigma0"),
     "no country": (_outdated(lambda r: r["config"].pop("country")), "config lacks country"),
     "wrong type": (_outdated(lambda r: r["config"]["measure"].update(batch_size="24")), "batch_size must be int"),
-    "bad value": (_outdated(lambda r: r["config"]["measure"].update(batch_size=0)), "--batch-size must be at least 1"),
+    "bad value": (_outdated(lambda r: r["config"]["measure"].update(batch_size=0)),
+                  "config.measure.batch_size must be at least 1"),  # the file's key, not the flag
     "no constants": (_outdated(lambda r: r.pop("constants")), "no 'constants' object"),
     "NaN constant": (_outdated(lambda r: r["constants"]["values"].update(PDI=float("nan"))),
                      "constants.values must hold a finite number"),
@@ -128,7 +129,6 @@ QUESTIONNAIRE_DEFECTS = {
                                   "block 'ideal_job' must be an object"),
     "a scale option that is not text": (lambda d: d["scales"]["agreement"].__setitem__(2, 3),
                                         "scale 'agreement': every option must be non-empty text"),
-    "MAS with one term": (lambda d: d["indices"]["MAS"]["terms"].pop(), "index MAS needs two terms"),
 }
 
 
@@ -141,6 +141,17 @@ def test_questionnaire_type_errors(tmp_path, defect):
         Questionnaire.load(path)
     (tmp_path / "m.json").write_text(json.dumps([3.0] * 24))
     fails("indices", "--means", tmp_path / "m.json", "--questionnaire", path, message=message)
+
+
+def test_mas_with_one_term_is_an_error_only_for_cat_mas_weight(tmp_path):
+    # a questionnaire is any instrument now: MAS needs its second term only where --cat-mas-weight changes it
+    path = tmp_path / "q.json"
+    path.write_text(json.dumps(_questionnaire(lambda d: d["indices"]["MAS"]["terms"].pop())))
+    (tmp_path / "m.json").write_text(json.dumps([3.0] * 24))
+    out = json.loads(succeeds("indices", "--means", tmp_path / "m.json", "--questionnaire", path, "--json").output)
+    assert out["mas_weight"] is None and set(out["indices"]) == set(DIMENSIONS)
+    fails("indices", "--means", tmp_path / "m.json", "--questionnaire", path, "--cat-mas-weight",
+          message="index MAS needs two terms")
 
 
 # ---- item means and constants files ---------------------------------------------------------------------------------
@@ -193,19 +204,19 @@ def test_bad_constants_files(tmp_path, content, message):
 def test_batch_size_must_be_positive(value):
     fails("measure", "--country", "CN", "--batch-size", value, message=f"--batch-size must be at least 1, not {value}")
     fails("align", "--country", "CN", "--out", "unused", "--batch-size", value, message="--batch-size must be at least 1")
-    with pytest.raises(CultureAlignError, match="--batch-size"):
+    with pytest.raises(CultureAlignError, match="MeasureConfig.batch_size"):  # the library names the field
         MeasureConfig(batch_size=int(value))
 
 
 @pytest.mark.parametrize("value", ["-1", "0", "nan"])
 def test_scale_must_be_positive(value):
     fails("align", "--country", "CN", "--out", "unused", "--scale", value, message="--scale must be a positive number")
-    with pytest.raises(CultureAlignError, match="--scale"):
+    with pytest.raises(CultureAlignError, match="SoftPromptConfig.scale"):
         SoftPromptConfig(scale=float(value))
 
 
 def test_other_measure_settings_are_checked():
-    for kw, message in [({"samples": 0}, "--samples"), ({"max_memory_mb": -5.0}, "--max-memory"),
+    for kw, message in [({"samples": 0}, "MeasureConfig.samples"), ({"max_memory_mb": -5.0}, "MeasureConfig.max_memory_mb"),
                         ({"dimensions": "PDI,XYZ"}, "unknown dimension"), ({"scoring": "best"}, "unknown scoring")]:
         with pytest.raises(CultureAlignError, match=message):
             MeasureConfig(**kw)

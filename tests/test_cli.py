@@ -106,3 +106,13 @@ def test_anchored_constants_are_fitted_cached_and_recorded(tiny_model_dir):
     assert c["values"]["PDI"] == pytest.approx(pdi)
     again = json.loads(run("measure", "--country", "CN", "--model", tiny_model_dir, "--order", "forward", "--json").stdout)
     assert again["constants"]["values"] == c["values"] and "cache" in again["constants"]
+
+
+def test_help_keeps_install_extras_in_brackets():
+    """Rich reads [vllm] as markup and drops it unless escaped: the install hint must survive in --help."""
+    result = runner.invoke(app, ["measure", "--help"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "culturealign[vllm]" in result.output
+    result = runner.invoke(app, ["align", "--help"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "culturealign[ray]" in result.output

@@ -104,3 +104,131 @@ def test_load_run_round_trips_and_names_a_bad_choice(tmp_path):
 def test_the_cli_prints_one_error_line(option, value, message):
     res = CliRunner().invoke(app, ["align", "--country", "CN", "--out", "unused", option, value])
     assert res.exit_code == 2 and message in res.output and res.output.count("error:") == 1
+
+
+# ---- the constants: one spec, parsed from the old string form ---------------------------------------------------------
+def test_constants_spec_parses_and_writes_the_old_strings(tmp_path):
+    from pathlib import Path
+
+    from culturealign.config import ConstantsKind, ConstantsSpec
+
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps([0] * 6))
+    for text, kind in [("zero", ConstantsKind.ZERO), ("anchored", ConstantsKind.ANCHORED), (str(path), ConstantsKind.FILE)]:
+        spec = ConstantsSpec.parse(text)
+        assert spec.kind is kind and str(spec) == text and spec == text and ConstantsSpec.parse(str(spec)) == spec
+        assert spec.path == (text if kind is ConstantsKind.FILE else None)
+        config = MeasureConfig(constants=text)
+        assert config.constants == spec and isinstance(config.constants, ConstantsSpec)
+        assert config.to_dict()["constants"] == text      # what older versions wrote and read, and --constants takes
+        assert MeasureConfig(**config.to_dict()) == config
+    assert MeasureConfig().constants.kind is ConstantsKind.ANCHORED                     # the default is unchanged
+    assert ConstantsSpec.parse(Path(path)) == ConstantsSpec(ConstantsKind.FILE, str(path))
+    assert ConstantsSpec.parse({"kind": "zero", "path": None}) == "zero"                # dataclasses.asdict's form
+    assert {ConstantsSpec.parse("zero"): 1}["zero"] == 1                                 # hashes as its string
+
+
+def test_an_old_run_json_config_keeps_its_constants(tmp_path):
+    (tmp_path / "c.json").write_text(json.dumps([0] * 6))
+    for text in ("zero", "anchored", str(tmp_path / "c.json")):
+        data = json.loads(to_json(AlignConfig(country="CN").to_dict()))
+        data["measure"]["constants"] = text                 # as every version so far wrote it
+        _, loaded = load_run(_run_folder(tmp_path / text.replace("/", "_"), data))
+        assert loaded.measure.constants == text and str(loaded.measure.constants) == text
+        assert f'"constants": {json.dumps(text)}' in to_json(loaded.to_dict())
+
+
+@pytest.mark.parametrize("bad", ["no/such/file.json", "", "Anchored", 3, None, ["zero"]])
+def test_bad_constants_name_the_field(bad):
+    from culturealign.errors import ConfigError
+
+    with pytest.raises(ConfigError) as exc:
+        MeasureConfig(constants=bad)
+    assert exc.value.fields == ("MeasureConfig.constants",) and str(exc.value).startswith("MeasureConfig.constants")
+
+
+def test_a_spec_checks_its_path(tmp_path):
+    from culturealign.config import ConstantsSpec
+    from culturealign.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ConstantsSpec.path: 'missing.json' is neither"):
+        ConstantsSpec("file", "missing.json")
+    with pytest.raises(ConfigError, match="ConstantsSpec.path is only for file constants"):
+        ConstantsSpec("zero", str(tmp_path))
+
+
+# ---- errors name fields in the library and flags through the CLI ------------------------------------------------------
+@pytest.mark.parametrize("make_config,field,args,flag_message", [
+    (lambda: AlignConfig(country="CN", steps=0), "AlignConfig.steps",
+     ["align", "--country", "CN", "--out", "unused", "--steps", "0"], "--steps must be at least 1, not 0"),
+    (lambda: AlignConfig(country="CN", lr=-1.0), "AlignConfig.lr",
+     ["align", "--country", "CN", "--out", "unused", "--lr", "-1"], "--lr must be positive, not -1.0"),
+    (lambda: AlignConfig(country="CN", patience=0), "AlignConfig.patience",
+     ["align", "--country", "CN", "--out", "unused", "--patience", "0"], "--patience must be at least 1, not 0"),
+    (lambda: SoftPromptConfig(n_tokens=0), "SoftPromptConfig.n_tokens",
+     ["align", "--country", "CN", "--out", "unused", "--n-tokens", "0"], "--n-tokens must be at least 1, not 0"),
+    (lambda: MeasureConfig(max_memory_mb=-5.0), "MeasureConfig.max_memory_mb",
+     ["measure", "--country", "CN", "--max-memory", "-5"], "--max-memory must be a positive number of MB, not -5.0"),
+    (lambda: MeasureConfig(constants="no/such.json"), "MeasureConfig.constants",
+     ["measure", "--country", "CN", "--constants", "no/such.json"],
+     "--constants: 'no/such.json' is neither zero, anchored nor an existing JSON file"),
+    (lambda: MeasureConfig(dimensions="PDI,XYZ"), "MeasureConfig.dimensions",
+     ["measure", "--country", "CN", "--dimensions", "PDI,XYZ"], "--dimensions must be a comma-separated subset"),
+    (lambda: MeasureConfig(order="sideways"), "MeasureConfig.order",
+     ["measure", "--country", "CN", "--order", "sideways"], "unknown option order: --order must be one of"),
+])
+def test_an_error_names_the_field_and_the_cli_the_flag(make_config, field, args, flag_message):
+    from culturealign.errors import ConfigError
+
+    with pytest.raises(ConfigError) as exc:
+        make_config()
+    assert exc.value.fields == (field,) and field in str(exc.value)
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit)
+    assert flag_message in res.output and field not in res.output and res.output.count("error:") == 1
+
+
+def test_indices_names_the_constants_flag(tmp_path):
+    (tmp_path / "m.json").write_text(json.dumps([3.0] * 24))
+    res = CliRunner().invoke(app, ["indices", "--means", str(tmp_path / "m.json"), "--constants", "no/such.json"])
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit)
+    assert "error: --constants: 'no/such.json' is neither zero, anchored nor an existing JSON file" in res.output
+
+
+def test_reach_steps_are_checked_by_the_library_and_named_as_the_flag(tiny_model_dir):
+    res = CliRunner().invoke(app, ["reach", "--steps", "0", "--model", str(tiny_model_dir), "--constants", "zero"])
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit)
+    assert "error: --steps must be at least 1, not 0" in res.output
+
+
+def test_the_flag_table_names_real_flags_and_covers_the_fields():
+    import typer.main
+
+    from culturealign.cli import FLAGS
+
+    def options(command):
+        for sub in getattr(command, "commands", {}).values():
+            yield from options(sub)
+        for param in command.params:
+            yield from param.opts
+
+    flags = set(options(typer.main.get_command(app)))
+    assert set(FLAGS.values()) <= flags, set(FLAGS.values()) - flags
+    from dataclasses import fields
+
+    settable = {f"{cls.__name__}.{f.name}" for cls in (MeasureConfig, SoftPromptConfig, AlignConfig)
+                for f in fields(cls)}
+    without_a_flag = {"MeasureConfig.scoring", "MeasureConfig.mas_weight",  # --cat-mas-weight is a switch
+                      "AlignConfig.soft", "AlignConfig.measure"}
+    assert settable - set(FLAGS) == without_a_flag
+
+
+def test_a_config_error_keeps_its_fields_across_processes():
+    import pickle
+
+    from culturealign.errors import ConfigError
+
+    with pytest.raises(ConfigError) as exc:
+        AlignConfig(country="CN", steps=0)
+    again = pickle.loads(pickle.dumps(exc.value))
+    assert type(again) is ConfigError and again.fields == ("AlignConfig.steps",) and str(again) == str(exc.value)

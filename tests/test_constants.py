@@ -39,7 +39,7 @@ def _fake_raw(session: Session, calls: list) -> None:
 def test_anchor_country_gets_constants_fitted_without_it(tiny_model, tiny_tokenizer):
     session, calls = _session(tiny_model, tiny_tokenizer), []
     _fake_raw(session, calls)
-    full = session.constants
+    full = session.resolve_constants()
     assert len(calls) == 8 and full.to_dict()["references"] == [lookup(c).name for c in REFERENCE_COUNTRIES]
     # published PDI of the eight: 40 80 77 35 54 69 35 93 (sum 483); LTO: 26 87 51 83 88 44 51 81 (sum 511)
     assert full.values[0] == pytest.approx((483 - 7 * 10 - 30) / 8)          # 47.875
@@ -72,10 +72,10 @@ def test_anchor_country_gets_constants_fitted_without_it(tiny_model, tiny_tokeni
 def test_leave_one_out_from_a_cached_fit(tiny_model, tiny_tokenizer):
     first, calls = _session(tiny_model, tiny_tokenizer), []
     _fake_raw(first, calls)
-    first.constants
+    first.resolve_constants()
     again = _session(tiny_model, tiny_tokenizer)
     _fake_raw(again, calls)
-    assert "cache" in again.constants.details and len(calls) == 8  # read from the cache, not measured
+    assert "cache" in again.resolve_constants().details and len(calls) == 8  # read from the cache, not measured
     np.testing.assert_allclose(again.constants_for(lookup("US")).values,
                                first.constants_for(lookup("US")).values, rtol=0, atol=0)
     assert again.constants_for(lookup("US")).to_dict()["left_out"] == "U.S.A."
@@ -104,7 +104,7 @@ def test_cache_key_covers_weights_dtype_and_device(tiny_model, tiny_tokenizer, m
         "float64": _perturbed(tiny_model, lambda m: m.double()),
     }
     for model in models.values():
-        _session(model, tiny_tokenizer).constants
+        _session(model, tiny_tokenizer).resolve_constants()
     key = dict(zip(models, keys))
     assert key["original"] == key["same weights"]
     assert key["original"]["dtype"] == "float32" and key["original"]["device"] == "cpu"
@@ -118,10 +118,10 @@ def test_other_weights_at_the_same_path_are_refitted(tiny_model, tiny_tokenizer)
     calls = []
     first = _session(tiny_model, tiny_tokenizer)
     _fake_raw(first, calls)
-    path = first.constants.details["cache"]
+    path = first.resolve_constants().details["cache"]
     other = _session(_perturbed(tiny_model, lambda m: m.model.embed_tokens.weight.mul_(1.01)), tiny_tokenizer)
     _fake_raw(other, calls)
-    assert other.constants.details["cache"] != path and len(calls) == 16  # fitted again, cached apart
+    assert other.resolve_constants().details["cache"] != path and len(calls) == 16  # fitted again, cached apart
 
 
 def test_weights_fingerprint_samples_every_tensor(tiny_model):

@@ -214,6 +214,10 @@ BAD_FOLDERS = {
     "experiment.json seeds not a count": (
         lambda d: _edit_json(d / "experiment.json", lambda x: {"config": {**x["config"], "seeds": "two"}}),
         r"'seeds' is not a count"),
+    "experiment.json a bad setting": (  # named as the file's field, not as a flag
+        lambda d: _edit_json(d / "experiment.json", lambda x: {"config": {
+            **x["config"], "align": {**x["config"]["align"], "steps": 0}}}),
+        r"outdated or corrupt \(ConfigError: AlignConfig\.steps must be at least 1, not 0\)"),
     "experiment.json unknown country": (
         lambda d: _edit_json(d / "experiment.json", lambda x: {"config": {**x["config"], "countries": ["Atlantis"]}}),
         r"unknown country 'Atlantis'"),
