@@ -305,7 +305,7 @@ def compare(
     force: bool = typer.Option(False, "--force", help="overwrite an existing output file"),
 ) -> None:
     """The paper's comparison for one country: target, naive, persona, ICL, reference mean and soft prompts."""
-    from .evaluation import compare_runs
+    from .comparison import compare_runs
 
     settings = {"model": model, "constants": constants, "device": device, "dtype": dtype, "dimensions": dimensions,
                 "backend": backend, "backend_args": _backend_args(backend_args)}
@@ -394,7 +394,7 @@ def evaluate_robustness(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """The aligned profile and loss under another questionnaire and each option order, next to the training loss."""
-    from .evaluation import robustness
+    from .comparison import robustness
 
     _show(robustness(soft_prompt, questionnaire, device, dtype, backend, _backend_args(backend_args)), as_json,
           reporting.print_robustness)

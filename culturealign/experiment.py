@@ -29,7 +29,7 @@ from pathlib import Path
 from .align import CHECKPOINT, AlignConfig, align
 from .culturalbench import culturalbench_metrics, load_culturalbench, score_judgements
 from .errors import CultureAlignError
-from .evaluation import BASELINES
+from .comparison import BASELINES
 from .executors import LocalExecutor, worker_context
 from .instrument import DIMENSIONS
 from .io import atomic_write_json, read_json, refuse_overwrite
