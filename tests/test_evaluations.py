@@ -2,9 +2,11 @@
 error, and CulturalBench results (and older experiment folders) read as before."""
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,8 +16,11 @@ from culturealign.cli import app
 from culturealign.errors import CultureAlignError
 from culturealign.evaluations import (EVALUATIONS, Evaluation, NotCovered, get_evaluation, parse_evaluations,
                                       register_evaluation)
-from culturealign.experiment import ExperimentConfig, plan, read_config, read_results, summarise
+from culturealign.executors import RayExecutor
+from culturealign.experiment import (ExperimentConfig, Unit, plan, read_config, read_results, run_experiment,
+                                     run_unit_on_worker, summarise)
 from culturealign.io import to_json
+from culturealign.measure import MeasureConfig, Session
 from culturealign.report import write_report
 
 PAPER_RUN = Path(__file__).resolve().parent.parent / "docs" / "paper-run"  # an experiment.json with culturalbench_limit
@@ -79,6 +84,26 @@ def test_a_registered_evaluation_runs_in_the_experiment(toy, tmp_path, tiny_mode
     assert ("<tr><th>country</th><th>method</th><th>system_chars</th><th>hidden</th><th>limit</th>"
             "<th>soft_tokens</th><th>seeds</th></tr>") in page
     assert f"<tr><td>China</td><td>persona</td><td>{china['persona']['system_chars']}</td><td>32</td>" in page
+
+
+def test_ray_actors_run_an_evaluation_the_driver_registered(toy, tmp_path, tiny_model_dir):
+    """An actor is another process, whose registry lacks what a script registered: the driver hands it the entries."""
+    ray = pytest.importorskip("ray")
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the actor cannot import this test module
+    measure = MeasureConfig(model=str(tiny_model_dir), constants="zero", order="forward")
+    config = ExperimentConfig(countries=["China"], seeds=0, evaluations={"toy": 4})
+    config.align.measure = measure
+    ray.init(num_cpus=1, num_gpus=0, include_dashboard=False, logging_level="warning")
+    try:
+        with RayExecutor(functools.partial(Session, measure), actors=1, gpus_per_actor=0) as executor:
+            with pytest.raises(CultureAlignError, match="unknown evaluation 'toy'"):  # on its own, it does not know it
+                executor.submit(run_unit_on_worker, Unit("China", "naive", None, {"toy": 4}), str(tmp_path)).result()
+            results = run_experiment(config, tmp_path / "exp", executor=executor)
+    finally:
+        ray.shutdown()
+    toy_rows = {r["method"]: r["toy"] for r in results["rows"]}
+    assert toy_rows["reference mean"] is None and toy_rows["naive"]["limit"] == 4 and toy_rows["naive"]["hidden"] == 32
+    assert toy_rows["icl"]["system_chars"] > toy_rows["persona"]["system_chars"] > 0
 
 
 def test_evaluate_dispatches_through_the_registry(toy, tiny_model_dir):
