@@ -399,6 +399,7 @@ def registered_evaluation(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Run the registered evaluation this command is named after (see `culturealign evaluate --help`)."""
+    from .config import PromptStyle
     from .evaluations import get_evaluation, run_evaluation
     from .measure import MeasureConfig, Session
     from .softprompt import load_with_model
@@ -407,7 +408,7 @@ def registered_evaluation(
     name = ctx.info_name  # the name it was called by
     evaluation = get_evaluation(name)
     where = None if country == "all" else country
-    if prompt != "naive":
+    if PromptStyle.parse(prompt, "--prompt", "prompt style") != PromptStyle.NAIVE:
         if where is None:
             raise CultureAlignError(f"--prompt {prompt} needs a --country (the persona's)")
         lookup(country)

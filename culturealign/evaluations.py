@@ -57,8 +57,8 @@ ROW_KEYS = ("country", "method", "seed", "loss", "indices")
 
 
 class NotCovered(CultureAlignError):
-    """Raised by :meth:`Evaluation.check` (or ``run``) when it has nothing to ask about the country: an experiment records null for
-    that evaluation, ``culturealign evaluate`` prints the message."""
+    """Raised by :meth:`Evaluation.check` (or ``run``) when it has nothing to ask about the country: an experiment
+    records null for that evaluation, ``culturealign evaluate`` prints the message."""
 
 
 class Evaluation:
@@ -99,6 +99,11 @@ class Evaluation:
     def row(self, metrics: dict) -> dict:
         """What an experiment row keeps of :meth:`run`'s metrics."""
         return {k: metrics[k] for k in self.headings(metrics) if k in metrics}
+
+    @property
+    def summary_key(self) -> str:
+        """The key of its headline in an experiment's summary, e.g. ``culturalbench_question_accuracy``."""
+        return f"{self.name}_{self.headline}"
 
 
 def register_evaluation(name: str, target: str | type | None = None):
@@ -149,11 +154,6 @@ def in_rows(rows: list[dict]) -> list[str]:
 def is_count(value) -> bool:
     """Whether a metric is a count (``n_questions``): tables show a count as it is, not averaged over seeds."""
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def summary_key(name: str) -> str:
-    """The key of an evaluation's headline in an experiment's summary, e.g. ``culturalbench_question_accuracy``."""
-    return f"{name}_{get_evaluation(name).headline}"
 
 
 def run_evaluation(name: str, session: Session, country: str | None, style: str = "naive",

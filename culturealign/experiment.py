@@ -32,7 +32,7 @@ from .align import CHECKPOINT, AlignConfig, align
 from .comparison import BASELINES
 from .errors import CultureAlignError
 from .evaluations import (DEFAULT_EVALUATIONS, EVALUATIONS, NotCovered, check_limits, get_evaluation, in_rows,
-                          run_evaluation, summary_key)
+                          run_evaluation)
 from .executors import LocalExecutor, worker_context
 from .instrument import DIMENSIONS
 from .io import atomic_write_json, read_json, refuse_overwrite
@@ -311,7 +311,7 @@ def summarise(rows: list[dict]) -> dict:
     """Mean and 95 % CI of the loss (and of each evaluation's headline metric, e.g.
     ``culturalbench_question_accuracy``) per country and method, and a paired test of the soft prompt against each
     baseline over seeds."""
-    headlines = {name: get_evaluation(name).headline for name in in_rows(rows)}
+    evaluations = [get_evaluation(name) for name in in_rows(rows)]
     out: dict = {}
     for country in dict.fromkeys(r["country"] for r in rows):
         per = {}
@@ -320,11 +320,11 @@ def summarise(rows: list[dict]) -> dict:
             if not sel:
                 continue
             entry = {"loss": mean_ci([r["loss"] for r in sel])}
-            for name, headline in headlines.items():
-                values = [r[name][headline] for r in sel if isinstance(r.get(name), dict)
-                          and _is_number(r[name].get(headline))]
+            for e in evaluations:
+                values = [r[e.name][e.headline] for r in sel if isinstance(r.get(e.name), dict)
+                          and _is_number(r[e.name].get(e.headline))]
                 if values:
-                    entry[summary_key(name)] = mean_ci(values)
+                    entry[e.summary_key] = mean_ci(values)
             per[method] = entry
         soft = [r["loss"] for r in rows if r["country"] == country and r["method"] == "soft prompt"]
         tests = {}

@@ -11,7 +11,7 @@ import time
 from rich.console import Console, ConsoleDimensions
 from rich.table import Table
 
-from .evaluations import Evaluation, get_evaluation, in_rows, is_count, summary_key
+from .evaluations import Evaluation, get_evaluation, in_rows, is_count
 from .instrument import DIMENSIONS
 
 LOG_WIDTH = 10_000  # columns when stdout is not a terminal: wide enough that no table or line is ever cut
@@ -251,7 +251,7 @@ def print_experiment(results: dict) -> None:
         for method, v in entry["methods"].items():
             loss = v["loss"]
             ci = f"{loss['mean']:.1f}" + (f" [{loss['low']:.1f}, {loss['high']:.1f}]" if loss["n"] > 1 else "")
-            means = [v.get(summary_key(e.name)) for e in evaluations]
+            means = [v.get(e.summary_key) for e in evaluations]
             test = entry["soft_prompt_vs"].get(method)
             table.add_row(country, method, ci, *(_fmt(m["mean"], 3) if m else "-" for m in means),
                           _fmt(test["p_value_t"], 3) if test else "")
