@@ -108,7 +108,7 @@ def main() -> None:
         measure = MeasureConfig(model=args.model)
         config = ExperimentConfig(countries=[c.name for c in countries_for("all")], seeds=args.seeds,
                                   align=AlignConfig(country="", steps=args.steps, measure=measure),
-                                  culturalbench_limit=0)
+                                  evaluations={"culturalbench": 0})
     setup = functools.partial(Session, config.align.measure)
     runner = RayExecutor(setup, actors=args.actors) if args.executor == "ray" else LocalExecutor(setup=setup)
     with runner:

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from . import reporting
 from .config import DEFAULT_BACKEND, DEFAULT_LABELS, AlignConfig, SoftPromptConfig
@@ -366,7 +368,7 @@ def compare(
     force: bool = typer.Option(False, "--force", help="overwrite an existing output file"),
 ) -> None:
     """The paper's comparison for one country: target, naive, persona, ICL, reference mean and soft prompts."""
-    from .evaluation import compare_runs
+    from .comparison import compare_runs
 
     settings = {"model": model, "constants": constants, "device": device, "dtype": dtype, "dimensions": dimensions,
                 "backend": backend, "backend_args": _backend_args(backend_args)}
@@ -408,41 +410,76 @@ def generate(
         typer.echo(run_generate(loaded, line, sp, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed))
 
 
-evaluate_app = typer.Typer(no_args_is_help=True, help="Held-out checks of a (soft-prompted) model.")
+class _EvaluateGroup(TyperGroup):
+    """``evaluate NAME``: every registered evaluation (:mod:`culturealign.evaluations`), with one set of options,
+    and the run-level checks written here (robustness); an unknown name is one error listing them all."""
+
+    def list_commands(self, ctx) -> list[str]:
+        from .evaluations import EVALUATIONS
+
+        return [*sorted(EVALUATIONS), *(name for name in self.commands if name not in EVALUATIONS)]
+
+    def get_command(self, ctx, name: str):
+        from .evaluations import EVALUATIONS, get_evaluation
+
+        if name in self.commands or name not in EVALUATIONS:
+            return self.commands.get(name)
+        command = copy.copy(typer.main.get_command(_evaluation_app))  # the same options, its own name and help
+        command.name = name
+        try:
+            command.help = get_evaluation(name).description or name
+        except CultureAlignError as exc:  # still listed; running it prints this error
+            command.help = f"(not available here: {exc})"
+        return command
+
+    def resolve_command(self, ctx, args: list[str]):
+        if args and not args[0].startswith("-") and self.get_command(ctx, args[0]) is None:
+            typer.echo(f"error: unknown evaluation {args[0]!r:.40}: use one of {', '.join(self.list_commands(ctx))} "
+                       "(or register one with culturealign.evaluations.register_evaluation)", err=True)
+            raise typer.Exit(2)
+        return super().resolve_command(ctx, args)
+
+
+evaluate_app = typer.Typer(cls=_EvaluateGroup, no_args_is_help=True,
+                           help="Held-out checks of a (soft-prompted) model: the registered evaluations, and robustness.")
 app.add_typer(evaluate_app, name="evaluate")
+_evaluation_app = typer.Typer(add_completion=False)  # the one command behind every registered evaluation's name
 
 
-@evaluate_app.command("culturalbench")
+@_evaluation_app.command()
 @_clean_errors
-def evaluate_culturalbench(
-    country: str = typer.Option("all", "--country", "-c", help="questions about this country, or all"),
+def registered_evaluation(
+    ctx: typer.Context,
+    country: str = typer.Option("all", "--country", "-c", help="items about this country, or all"),
     soft_prompt: Optional[Path] = typer.Option(None, "--soft-prompt", help="a run folder written by `align`"),
     prompt: str = typer.Option("naive", "--prompt", help="naive, persona or icl (persona/icl need a country)"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="first N questions only"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="first N items (questions) only"),
     model: Optional[str] = typer.Option(None, "--model", help="default: the soft prompt's model, else 'default'"),
     device: str = DeviceOpt, dtype: str = DtypeOpt, batch_size: int = BatchOpt,
     backend: str = BackendOpt, backend_args: Optional[str] = BackendArgsOpt,
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
-    """CulturalBench-Hard: accuracy per True/False judgement and per question (all four judgements right)."""
-    from .culturalbench import culturalbench_metrics, load_culturalbench, score_judgements
-    from .instrument import Questionnaire
-    from .prompts import system_message
+    """Run the registered evaluation this command is named after (see `culturealign evaluate --help`)."""
+    from .config import PromptStyle
+    from .evaluations import get_evaluation, run_evaluation
+    from .measure import MeasureConfig, Session
     from .softprompt import load_with_model
     from .targets import lookup
 
-    judgements = load_culturalbench(None if country == "all" else country, limit)
-    target = None
-    if prompt != "naive":
-        if country == "all":
+    name = ctx.info_name  # the name it was called by
+    evaluation = get_evaluation(name)
+    where = None if country == "all" else country
+    if PromptStyle.parse(prompt, "--prompt", "prompt style") != PromptStyle.NAIVE:
+        if where is None:
             raise CultureAlignError(f"--prompt {prompt} needs a --country (the persona's)")
-        target = lookup(country)
+        lookup(country)
+    evaluation.check(where)  # before the model loads
     loaded, sp = load_with_model(soft_prompt, model, device, dtype, backend, _backend_args(backend_args))
-    system = system_message(prompt, target, Questionnaire.builtin())
-    p_true = score_judgements(loaded, judgements, system, sp, batch_size)
+    session = Session(MeasureConfig(model=loaded.model_id, device=device, dtype=dtype, backend=backend,
+                                    batch_size=batch_size), backend=loaded)
     result = {"country": country, "prompt": prompt, "soft_prompt": str(soft_prompt) if soft_prompt else None,
-              "model": loaded.model_id, **culturalbench_metrics(judgements, p_true)}
-    _show(result, as_json, reporting.print_culturalbench)
+              "model": loaded.model_id, **run_evaluation(name, session, where, prompt, sp, limit)}
+    _show(result, as_json, lambda r: reporting.print_evaluation(r, evaluation))
 
 
 @evaluate_app.command("robustness")
@@ -455,7 +492,7 @@ def evaluate_robustness(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """The aligned profile and loss under another questionnaire and each option order, next to the training loss."""
-    from .evaluation import robustness
+    from .comparison import robustness
 
     _show(robustness(soft_prompt, questionnaire, device, dtype, backend, _backend_args(backend_args)), as_json,
           reporting.print_robustness)
@@ -475,7 +512,8 @@ def experiment(
     n_tokens: int = typer.Option(_SOFT.n_tokens, "--n-tokens"), placement: str = typer.Option(_SOFT.placement, "--placement"),
     space: str = typer.Option(_SOFT.space, "--space"), subspace_dim: int = typer.Option(_SOFT.subspace_dim, "--subspace-dim"),
     scale: float = typer.Option(_SOFT.scale, "--scale"),
-    culturalbench_limit: int = typer.Option(20, "--culturalbench-limit", help="CulturalBench questions per country (0: skip; -1: all)"),
+    evaluations: Optional[str] = typer.Option(None, "--evaluations", help="the evaluations each method is measured on, and items per country: name:N,name (no N or all: every item; none: no evaluations); default culturalbench:20 (see `culturealign evaluate --help`)"),
+    culturalbench_limit: Optional[int] = typer.Option(None, "--culturalbench-limit", help="CulturalBench questions per country (0: skip; -1: all): the same as --evaluations culturalbench:N"),
     model: str = ModelOpt, device: str = DeviceOpt, dtype: str = DtypeOpt, constants: str = ConstantsOpt,
     dimensions: Optional[str] = DimensionsOpt, questionnaire: Optional[str] = QuestionnaireOpt,
     backend: str = BackendOpt, backend_args: Optional[str] = BackendArgsOpt,
@@ -485,7 +523,7 @@ def experiment(
     force: bool = typer.Option(False, "--force", help="start over in an existing folder"),
     as_json: bool = typer.Option(False, "--json", help="print results.json at the end"),
 ) -> None:
-    """Every method x country x seed on the VSM loss and CulturalBench, with 95 % CIs and one-sample tests against each baseline."""
+    """Every method x country x seed on the VSM loss and the evaluations (CulturalBench), with 95 % CIs and one-sample tests against each baseline."""
     from .align import AlignConfig
     from .executors import LocalExecutor
     from .experiment import ExperimentConfig, read_config, run_experiment
@@ -505,7 +543,7 @@ def experiment(
         acfg = AlignConfig(country="", optimizer=optimizer, popsize=popsize, budget=budget, steps=steps, lr=lr,
                            soft=soft, measure=mcfg)
         config = ExperimentConfig(countries=[t.name for t in targets], seeds=seeds, align=acfg,
-                                  culturalbench_limit=None if culturalbench_limit < 0 else culturalbench_limit)
+                                  evaluations=_evaluations(evaluations, culturalbench_limit))
     say = (lambda msg: reporting.console.print(f"[dim]{msg}[/]")) if not as_json else None
     runner = (_ray_executor(config.align.measure, address, actors, gpus_per_actor) if use_ray
               else LocalExecutor(setup=functools.partial(Session, config.align.measure)))
@@ -519,6 +557,19 @@ def experiment(
     _show(results, as_json, reporting.print_experiment)
     if not as_json:
         reporting.console.print(f"results in {out / 'results.json'}; figures: `culturealign report {out}`")
+
+
+def _evaluations(text: Optional[str], culturalbench_limit: Optional[int]) -> dict:
+    """``--evaluations`` (default: culturalbench:20), with ``--culturalbench-limit N`` its older spelling."""
+    from .evaluations import DEFAULT_EVALUATIONS, parse_evaluations
+
+    chosen = dict(DEFAULT_EVALUATIONS) if text is None else parse_evaluations(text)
+    if culturalbench_limit is not None:
+        if text is not None and "culturalbench" in chosen:
+            raise CultureAlignError("give the CulturalBench limit once: --evaluations culturalbench:N or "
+                                    "--culturalbench-limit N")
+        chosen["culturalbench"] = None if culturalbench_limit < 0 else culturalbench_limit
+    return chosen
 
 
 @app.command()

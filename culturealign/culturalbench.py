@@ -3,6 +3,9 @@
 Each of the 1,227 questions comes with four candidate answers; every (question, answer) pair is one judgement
 "is this answer correct? True/False" (4,908 in all). A question counts as right only when all four of its
 judgements are right, which is what makes the benchmark hard (chance is 1/16 per question).
+
+:class:`CulturalBench` is the benchmark as an evaluation (:mod:`culturealign.evaluations`), registered as
+``culturalbench``: what ``culturealign evaluate culturalbench`` and ``culturealign experiment`` run.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import numpy as np
 
 from .errors import CultureAlignError
 from .backends.base import Backend, as_backend
+from .evaluations import Evaluation, NotCovered
 from .prompts import SurveyRow, render_chat
 from .softprompt import SoftPrompt
 from .targets import lookup
@@ -54,7 +58,7 @@ def countries() -> list[str]:
 
 def resolve_country(name: str) -> str:
     """The dataset country that ``name`` means: a dataset name (any case) or anything
-    :func:`culturealign.targets.lookup` knows ("CN", "USA", "Great Britain")."""
+    :func:`culturealign.targets.lookup` knows ("CN", "USA", "Great Britain"); else :class:`NotCovered`."""
     names = countries()
     by_lower = {c.lower(): c for c in names}
     key = name.strip().lower()
@@ -75,7 +79,7 @@ def resolve_country(name: str) -> str:
                 continue  # a dataset country Hofstede does not cover (Lebanon, Nepal)
     close = difflib.get_close_matches(key, list(by_lower), n=5, cutoff=0.5)
     hint = f" Closest: {', '.join(by_lower[c] for c in close)}." if close else ""
-    raise CultureAlignError(f"CulturalBench has no country '{name}'.{hint} Available: {', '.join(names)}.")
+    raise NotCovered(f"CulturalBench has no country '{name}'.{hint} Available: {', '.join(names)}.")
 
 
 def load_culturalbench(country: str | None = None, limit: int | None = None) -> list[Judgement]:
@@ -157,6 +161,29 @@ def culturalbench_metrics(judgements: Sequence[Judgement], p_true: np.ndarray) -
         per_country[c] = {"judgement_accuracy": cj, "question_accuracy": cq, "n_questions": cn}
     return {"judgement_accuracy": j_acc, "question_accuracy": q_acc, "n_judgements": len(judgements),
             "n_questions": n_q, "per_country": per_country}
+
+
+class CulturalBench(Evaluation):
+    """CulturalBench-Hard as an evaluation: judgement and question accuracy (``per_country`` too; an experiment row
+    keeps the overall accuracies and the number of questions)."""
+
+    title = "CulturalBench-Hard"
+    description = "CulturalBench-Hard: accuracy per True/False judgement and per question (all four judgements right)."
+    headline = "question_accuracy"
+    columns = {"judgement_accuracy": "judgement acc.", "question_accuracy": "question acc.", "n_questions": "questions"}
+    note = "Accuracies are means over seeds; a question is right only when all four of its True/False judgements are."
+
+    def check(self, country: str | None) -> None:
+        """A country the benchmark has no questions about is :class:`NotCovered` (the error names the closest)."""
+        if country is not None and country.strip().lower() != "all":
+            resolve_country(country)
+
+    def run(self, session, country: str | None, system: str | None, soft_prompt: SoftPrompt | None = None,
+            limit: int | None = None) -> dict:
+        """:func:`culturalbench_metrics` of the first ``limit`` questions about ``country`` (None: every country)."""
+        judgements = load_culturalbench(country, limit)
+        p_true = score_judgements(session.backend, judgements, system, soft_prompt, session.config.batch_size)
+        return culturalbench_metrics(judgements, p_true)
 
 
 def style_system(style: str, country: str | None = None, questionnaire=None) -> str | None:

@@ -1,4 +1,4 @@
-"""The paper's main experiment: every method x country x seed, on the VSM loss and on CulturalBench.
+"""The paper's main experiment: every method x country x seed, on the VSM loss and on the evaluations (CulturalBench).
 
 An experiment is a *plan* of units (:func:`plan`), a pure function that runs one unit (:func:`run_unit`) and a
 *driver* (:class:`Experiment`) that hands the units to an executor (:mod:`culturealign.executors`: in this process,
@@ -7,10 +7,12 @@ measurement, or one alignment run in its own resumable run folder.
 
 ``run_experiment`` writes into ``out/``:
 
-- ``experiment.json``: the configuration (countries, seeds, the alignment settings, CulturalBench limit);
+- ``experiment.json``: the configuration (countries, seeds, the alignment settings, the evaluations and their
+  limits);
 - ``runs/<CODE>-seed<k>/``: one alignment run folder per country and seed (resumable, see :mod:`align`);
-- ``results.json``: ``{"targets", "rows": [{"country", "method", "seed", "loss", "indices", "culturalbench"}],
-  "summary"}``, rewritten atomically after every finished unit, rows in plan order whatever order the units finish
+- ``results.json``: ``{"targets", "rows": [{"country", "method", "seed", "loss", "indices", <evaluation>: metrics
+  or null, ...}], "summary"}`` (e.g. ``"culturalbench": {"judgement_accuracy", "question_accuracy",
+  "n_questions"}``), rewritten atomically after every finished unit, rows in plan order whatever order the units finish
   in, so an interrupted experiment resumes where it stopped and gives the same file.
 
 Methods: ``naive``, ``persona``, ``icl``, ``reference mean`` (raw indices 0: under anchored constants the mean of the
@@ -27,15 +29,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .align import CHECKPOINT, AlignConfig, align
+from .comparison import BASELINES
 from .config import ConstantsKind
-from .culturalbench import culturalbench_metrics, load_culturalbench, score_judgements
 from .errors import CultureAlignError
-from .evaluation import BASELINES
+from .evaluations import (DEFAULT_EVALUATIONS, EVALUATIONS, NotCovered, check_limits, get_evaluation, in_rows,
+                          run_evaluation)
 from .executors import LocalExecutor, worker_context
 from .instrument import Questionnaire
 from .io import atomic_write_json, read_json, refuse_overwrite
 from .measure import Session, measurement_record
-from .prompts import system_message
 from .softprompt import SoftPrompt
 from .stats import mean_ci, paired_test
 from .targets import targets_for
@@ -50,7 +52,12 @@ class ExperimentConfig:
     countries: list[str]
     seeds: int = 5
     align: AlignConfig = field(default_factory=lambda: AlignConfig(country=""))
-    culturalbench_limit: int | None = 20     # questions per country (None: all of them)
+    #: the evaluations each method is measured on (:mod:`culturealign.evaluations`): name -> items per country
+    #: (None: all of them; 0: listed, not run)
+    evaluations: dict[str, int | None] = field(default_factory=lambda: dict(DEFAULT_EVALUATIONS))
+
+    def __post_init__(self):
+        self.evaluations = check_limits(self.evaluations)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "align": self.align.to_dict()}
@@ -58,6 +65,10 @@ class ExperimentConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "ExperimentConfig":
         data = dict(data)
+        if "culturalbench_limit" in data:  # an experiment.json from before the evaluations registry
+            if "evaluations" in data:
+                raise ValueError("both 'evaluations' and the older 'culturalbench_limit'")
+            data["evaluations"] = {"culturalbench": data.pop("culturalbench_limit")}
         return cls(align=AlignConfig.from_dict(data.pop("align")), **data)
 
 
@@ -70,7 +81,7 @@ class Unit:
     country: str                          # the country's name (as in results.json)
     method: str                           # one of METHODS
     seed: int | None = None               # soft prompt only
-    culturalbench_limit: int | None = 20  # 0: not evaluated
+    evaluations: dict[str, int | None] = field(default_factory=dict)  # name -> items per country (0: not run)
     align: AlignConfig | None = None      # soft prompt only: country and seed set
 
     @property
@@ -93,13 +104,13 @@ def plan(config: ExperimentConfig) -> list[Unit]:
     targets = targets_for(config.align.measure.questionnaire)
     for name in config.countries:
         country = targets.lookup(name)
-        limit = config.culturalbench_limit
-        units.append(Unit(country.name, "reference mean", None, limit))
-        units += [Unit(country.name, style, None, limit) for style in BASELINES]
+        evals = config.evaluations
+        units.append(Unit(country.name, "reference mean", None, dict(evals)))
+        units += [Unit(country.name, style, None, dict(evals)) for style in BASELINES]
         for seed in range(config.seeds):
             cfg = AlignConfig.from_dict(config.align.to_dict())
             cfg.country, cfg.seed = country.name, seed
-            units.append(Unit(country.name, "soft prompt", seed, limit, cfg))
+            units.append(Unit(country.name, "soft prompt", seed, dict(evals), cfg))
     return units
 
 
@@ -111,12 +122,13 @@ def run_unit(unit: Unit, session: Session, out: str | Path, on_generation=None) 
     country = session.targets.lookup(unit.country)
     session.resolve_constants()  # anchored: the first unit fits them, the others read its cached fit
     objective = session.objective(country)
-    if unit.method == "reference mean":
-        return _row(unit, objective.reference_mean_loss(), session.constants.to_dict()["values"], None)
+    if unit.method == "reference mean":  # a predictor, not a prompt: nothing to evaluate
+        return _row(unit, objective.reference_mean_loss(), session.constants.to_dict()["values"],
+                    dict.fromkeys(unit.evaluations))
     if unit.method in BASELINES:
         rec = measurement_record(session.questionnaire, objective, session.answers(unit.method, country), unit.method)
         return _row(unit, rec["loss"], {d: v["model"] for d, v in rec["indices"].items()},
-                    _culturalbench(session, country, unit.method, None, unit.culturalbench_limit))
+                    _evaluate(session, country.name, unit.method, None, unit.evaluations))
     if unit.method != "soft prompt" or unit.align is None:
         raise CultureAlignError(f"unknown experiment unit {unit}")
     run_dir = unit.run_dir(out)
@@ -127,7 +139,7 @@ def run_unit(unit: Unit, session: Session, out: str | Path, on_generation=None) 
         run = read_run(run_dir, unit)
     prompt = SoftPrompt.load(run_dir)
     return _row(unit, run["best"]["loss"], {d: v["model"] for d, v in run["best"]["indices"].items()},
-                _culturalbench(session, country, unit.align.prompt, prompt, unit.culturalbench_limit))
+                _evaluate(session, country.name, unit.align.prompt, prompt, unit.evaluations))
 
 
 def read_run(run_dir: Path, unit: Unit | None = None) -> dict:
@@ -162,26 +174,31 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _row(unit: Unit, loss: float, indices: dict, bench: dict | None) -> dict:
+def _row(unit: Unit, loss: float, indices: dict, evaluations: dict[str, dict | None]) -> dict:
     return {"country": unit.country, "method": unit.method, "seed": unit.seed, "loss": float(loss),
-            "indices": {d: float(v) for d, v in indices.items()}, "culturalbench": bench}
+            "indices": {d: float(v) for d, v in indices.items()}, **evaluations}
 
 
-def _culturalbench(session: Session, country, style: str, soft: SoftPrompt | None, limit: int | None) -> dict | None:
-    if limit == 0:
-        return None
-    try:
-        judgements = load_culturalbench(country.name, limit)
-    except CultureAlignError:
-        return None  # the benchmark has no questions for this country
-    system = system_message(style, country, session.questionnaire)
-    p_true = score_judgements(session.backend, judgements, system, soft, session.config.batch_size)
-    metrics = culturalbench_metrics(judgements, p_true)
-    return {k: metrics[k] for k in ("judgement_accuracy", "question_accuracy", "n_questions")}
+def _evaluate(session: Session, country: str, style: str, soft: SoftPrompt | None,
+              limits: dict[str, int | None]) -> dict[str, dict | None]:
+    """Each evaluation's row metrics, under the prompt style (and soft prompt) the method is measured with; None
+    for one not run (limit 0) or with nothing about the country."""
+    out: dict[str, dict | None] = {}
+    for name, limit in limits.items():
+        try:
+            out[name] = None if limit == 0 else get_evaluation(name).row(
+                run_evaluation(name, session, country, style, soft, limit))
+        except NotCovered:
+            out[name] = None
+    return out
 
 
-def run_unit_on_worker(unit: Unit, out: str) -> dict:
-    """What the driver submits: :func:`run_unit` with the session of the worker it runs on."""
+def run_unit_on_worker(unit: Unit, out: str, evaluations: dict | None = None) -> dict:
+    """What the driver submits: :func:`run_unit` with the session of the worker it runs on. ``evaluations``: the
+    driver's registry entries of the unit's evaluations, registered here when missing (a Ray actor is another
+    process: an evaluation a script registered is not in its registry)."""
+    for name, target in (evaluations or {}).items():
+        EVALUATIONS.setdefault(name, target)
     return run_unit(unit, worker_context(), out)
 
 
@@ -199,6 +216,8 @@ class Experiment:
         targets = targets_for(config.align.measure.questionnaire)
         self.countries = [targets.lookup(c) for c in config.countries]
         targets.check(self.countries, config.align.measure.dimensions)  # a missing dimension fails before any work
+        for name in config.evaluations:
+            get_evaluation(name)  # as does an evaluation that cannot be imported
         self.units = plan(config)
         self.executor = executor or LocalExecutor(context=session,
                                                   setup=functools.partial(Session, config.align.measure))
@@ -221,13 +240,14 @@ class Experiment:
         workers = getattr(self.executor, "workers", 1)
         alone = self.config.align.measure.constants == ConstantsKind.ANCHORED and workers > 1
         running: dict = {}
+        registered = {name: EVALUATIONS[name] for name in self.config.evaluations}
         try:
             while pending or running:
                 room = 1 if alone else workers
                 while pending and len(running) < room:
                     unit = pending.pop(0)
                     say(str(unit))
-                    running[self.executor.submit(run_unit_on_worker, unit, str(self.out))] = unit
+                    running[self.executor.submit(run_unit_on_worker, unit, str(self.out), registered)] = unit
                 finished = [f for f in running if f.done()]
                 if not finished:
                     time.sleep(_POLL_S)
@@ -258,6 +278,8 @@ def read_results(path: Path, units: list[Unit]) -> dict:
     hint = f"delete {path} to measure every unit again (finished run folders are reused)"
     data = read_json(path, "experiment results", hint)
     planned = {u.key for u in units}
+    names = dict.fromkeys(name for u in units for name in u.evaluations)
+    headlines = {name: get_evaluation(name).headline for name in names}
 
     def bad(why: str) -> CultureAlignError:
         return CultureAlignError(f"experiment results {path} are outdated or corrupt ({why}): {hint}")
@@ -280,17 +302,20 @@ def read_results(path: Path, units: list[Unit]) -> dict:
         if not _is_number(row.get("loss")) or not isinstance(row.get("indices"), dict) \
                 or not all(_is_number(v) for v in row["indices"].values()):
             raise bad(f"row {i} lacks a numeric 'loss' or 'indices'")
-        bench = row.get("culturalbench")
-        if bench is not None and (not isinstance(bench, dict) or not _is_number(bench.get("question_accuracy"))):
-            raise bad(f"row {i} has a malformed 'culturalbench' (no numeric 'question_accuracy')")
+        for name, headline in headlines.items():
+            metrics = row.get(name)
+            if metrics is not None and (not isinstance(metrics, dict) or not _is_number(metrics.get(headline))):
+                raise bad(f"row {i} has a malformed '{name}' (no numeric '{headline}')")
     if "wall_time_s" in data and not _is_number(data["wall_time_s"]):
         raise bad("'wall_time_s' is not a number")
     return data
 
 
 def summarise(rows: list[dict]) -> dict:
-    """Mean and 95 % CI of the loss (and CulturalBench question accuracy) per country and method, and a paired
-    test of the soft prompt against each baseline over seeds."""
+    """Mean and 95 % CI of the loss (and of each evaluation's headline metric, e.g.
+    ``culturalbench_question_accuracy``) per country and method, and a paired test of the soft prompt against each
+    baseline over seeds."""
+    evaluations = [get_evaluation(name) for name in in_rows(rows)]
     out: dict = {}
     for country in dict.fromkeys(r["country"] for r in rows):
         per = {}
@@ -299,9 +324,11 @@ def summarise(rows: list[dict]) -> dict:
             if not sel:
                 continue
             entry = {"loss": mean_ci([r["loss"] for r in sel])}
-            bench = [r["culturalbench"]["question_accuracy"] for r in sel if r.get("culturalbench")]
-            if bench:
-                entry["culturalbench_question_accuracy"] = mean_ci(bench)
+            for e in evaluations:
+                values = [r[e.name][e.headline] for r in sel if isinstance(r.get(e.name), dict)
+                          and _is_number(r[e.name].get(e.headline))]
+                if values:
+                    entry[e.summary_key] = mean_ci(values)
             per[method] = entry
         soft = [r["loss"] for r in rows if r["country"] == country and r["method"] == "soft prompt"]
         tests = {}
@@ -330,9 +357,6 @@ def read_config(out: Path) -> ExperimentConfig:
             raise ValueError("'countries' is not a list of names")
         if not isinstance(config.seeds, int) or isinstance(config.seeds, bool) or config.seeds < 0:
             raise ValueError("'seeds' is not a count")
-        limit = config.culturalbench_limit
-        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
-            raise ValueError("'culturalbench_limit' is not a count")
     except (KeyError, TypeError, ValueError, AttributeError, CultureAlignError) as exc:
         raise CultureAlignError(f"experiment record {path} is outdated or corrupt ({type(exc).__name__}: {exc}): "
                                 f"{hint}") from None

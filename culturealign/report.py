@@ -8,8 +8,8 @@ method) and, for an experiment, ``atlas.png`` (per dimension, target against ach
 prompt, naive and persona). With more than ``MANY_COUNTRIES`` countries (``--countries all``) the per-country
 radars and error bars are left out and convergence is one panel of relative curves; the atlas covers them all.
 Tables: loss mean and 95% CI per method and country, where alignment helps (the soft prompt against the best
-baseline per country), paired tests of the soft prompt against each baseline (several seeds), CulturalBench
-accuracy, and the runs.
+baseline per country), paired tests of the soft prompt against each baseline (several seeds), one table per
+evaluation in the rows (CulturalBench-Hard accuracy; :mod:`culturealign.evaluations`), and the runs.
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CultureAlignError
+from .evaluations import ROW_KEYS, describe, is_count
 from .io import atomic_write_bytes, atomic_write_text, to_json
 from .stats import mean_ci, paired_test
 
@@ -412,21 +413,26 @@ def _paired_table(data: dict) -> str:
               "seed; a deterministic baseline (one row) is compared with every seed.</p>")
 
 
-def _bench_table(data: dict) -> str:
+def _evaluation_tables(data: dict) -> str:
+    """One table per evaluation the rows carry (any key besides the row's own): its metrics per country and method,
+    means over seeds (a count, such as the number of questions, as it is)."""
+    names = dict.fromkeys(k for r in data["rows"] for k in r if k not in ROW_KEYS and isinstance(r[k], dict) and r[k])
+    return "".join(_evaluation_table(data, describe(name)) for name in names)
+
+
+def _evaluation_table(data: dict, evaluation) -> str:
     acc = defaultdict(list)
     for r in data["rows"]:
-        if r.get("culturalbench"):
-            acc[(r["country"], r["method"])].append(r["culturalbench"])
-    if not acc:
-        return ""
-    rows = [[c, m, _fmt(np.mean([b["judgement_accuracy"] for b in v]), 3),
-             _fmt(np.mean([b["question_accuracy"] for b in v]), 3), v[0].get("n_questions", "-"), len(v)]
+        if r.get(evaluation.name):
+            acc[(r["country"], r["method"])].append(r[evaluation.name])
+    headings = evaluation.headings(next(iter(acc.values()))[0])
+    rows = [[c, m, *(v[0].get(k, "-") if is_count(v[0].get(k)) else _fmt(np.mean([_num(b.get(k)) for b in v]), 3)
+                     for k in headings), len(v)]
             for (c, m), v in sorted(acc.items(), key=lambda kv: (kv[0][0], METHODS.index(kv[0][1])
                                                                   if kv[0][1] in METHODS else 99))]
-    return ("<h2>CulturalBench-Hard</h2>" + _table(["country", "method", "judgement acc.", "question acc.",
-                                                    "questions", "seeds"], rows)
-            + "<p class='note'>Accuracies are means over seeds; a question is right only when all four of its "
-              "True/False judgements are.</p>")
+    return (f"<h2>{html.escape(evaluation.title)}</h2>"
+            + _table(["country", "method", *headings.values(), "seeds"], rows)
+            + f"<p class='note'>{html.escape(evaluation.note or 'Means over seeds.')}</p>")
 
 
 def _runs_table(data: dict) -> str:
@@ -462,7 +468,7 @@ def write_report(folder: Path, out: Path | None = None) -> Path:
                         _dimensions(data)))
     parts = [f"<h1>{html.escape(data['title'])}</h1>", "<h2>Loss per method (L1 over the loss dimensions)</h2>",
              _loss_table(data), _helps_table(data), "<h2>Soft prompt against the baselines</h2>", _paired_table(data),
-             _bench_table(data)]
+             _evaluation_tables(data)]
     if not few:
         parts.insert(1, f"<p class='note'>{len(data['countries'])} countries: the per-country radar charts and error "
                         "bars are left out; the atlas shows every country.</p>")

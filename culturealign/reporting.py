@@ -12,6 +12,7 @@ from rich.console import Console, ConsoleDimensions
 from rich.table import Table
 
 from .config import ConstantsKind
+from .evaluations import Evaluation, get_evaluation, in_rows, is_count
 
 LOG_WIDTH = 10_000  # columns when stdout is not a terminal: wide enough that no table or line is ever cut
 
@@ -225,11 +226,16 @@ def print_comparison(result: dict) -> None:
     console.print(table)
 
 
-def print_culturalbench(result: dict) -> None:
-    console.print(f"[bold]CulturalBench-Hard[/] ({result['country']}, prompt {result['prompt']}"
+def print_evaluation(result: dict, evaluation: Evaluation) -> None:
+    """The result of ``culturealign evaluate NAME``: the evaluation, its setting and the metrics of its table."""
+    console.print(f"[bold]{evaluation.title}[/] ({result['country']}, prompt {result['prompt']}"
                   + (f", soft prompt {result['soft_prompt']}" if result["soft_prompt"] else "") + ")")
-    console.print(f"  judgement accuracy {result['judgement_accuracy']:.3f} over {result['n_judgements']} judgements; "
-                  f"question accuracy {result['question_accuracy']:.3f} over {result['n_questions']} questions")
+    console.print("  " + "; ".join(f"{heading} {_metric(result[key])}"
+                                   for key, heading in evaluation.headings(result).items() if key in result))
+
+
+def _metric(value) -> str:
+    return str(value) if is_count(value) else _fmt(value, 3)
 
 
 def print_robustness(result: dict) -> None:
@@ -244,15 +250,17 @@ def print_robustness(result: dict) -> None:
 
 
 def print_experiment(results: dict) -> None:
-    table = Table(title="VSM L1 loss: mean [95 % CI] over seeds; CulturalBench question accuracy")
-    for col in ("country", "method", "loss", "CulturalBench", "soft prompt vs method: p (one-sample t)"):
+    evaluations = [get_evaluation(name) for name in in_rows(results.get("rows", []))]
+    table = Table(title="VSM L1 loss: mean [95 % CI] over seeds"
+                        + "".join(f"; {e.title} {e.columns.get(e.headline, e.headline)}" for e in evaluations))
+    for col in ("country", "method", "loss", *(e.title for e in evaluations), "soft prompt vs method: p (one-sample t)"):
         table.add_column(col)
     for country, entry in results["summary"].items():
         for method, v in entry["methods"].items():
             loss = v["loss"]
             ci = f"{loss['mean']:.1f}" + (f" [{loss['low']:.1f}, {loss['high']:.1f}]" if loss["n"] > 1 else "")
-            bench = v.get("culturalbench_question_accuracy")
+            means = [v.get(e.summary_key) for e in evaluations]
             test = entry["soft_prompt_vs"].get(method)
-            table.add_row(country, method, ci, _fmt(bench["mean"], 3) if bench else "-",
+            table.add_row(country, method, ci, *(_fmt(m["mean"], 3) if m else "-" for m in means),
                           _fmt(test["p_value_t"], 3) if test else "")
     console.print(table)

@@ -11,7 +11,7 @@ import torch
 
 from culturealign import constants as consts
 from culturealign.constants import REFERENCE_COUNTRIES
-from culturealign.evaluation import compare
+from culturealign.comparison import compare
 from culturealign.measure import MeasureConfig, Session
 from culturealign.models import LoadedModel, weights_fingerprint
 from culturealign.targets import lookup

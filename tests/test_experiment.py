@@ -40,7 +40,7 @@ def one_thread():
 def _config():
     measure = MeasureConfig(model="tiny", constants="zero", order="forward")
     soft = SoftPromptConfig(n_tokens=2, subspace_dim=4)
-    return ExperimentConfig(countries=["China", "U.S.A."], seeds=2, culturalbench_limit=2,
+    return ExperimentConfig(countries=["China", "U.S.A."], seeds=2, evaluations={"culturalbench": 2},
                             align=AlignConfig(country="", optimizer="cma", popsize=4, budget=8, soft=soft, measure=measure))
 
 
@@ -180,7 +180,7 @@ def finished_experiment(tmp_path_factory, tiny_model, tiny_tokenizer):
     session = Session(MeasureConfig(model="tiny", constants="zero", order="forward"),
                       lm=LoadedModel(tiny_model, tiny_tokenizer, "tiny", "tiny"))
     cfg = _config()
-    cfg.countries, cfg.seeds, cfg.culturalbench_limit = ["China"], 1, 0
+    cfg.countries, cfg.seeds, cfg.evaluations = ["China"], 1, {"culturalbench": 0}
     folder = tmp_path_factory.mktemp("finished") / "exp"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # much faster on 2 busy cores
@@ -358,7 +358,7 @@ def test_units_finishing_out_of_order_give_the_same_results(tmp_path, tiny_model
     session = Session(MeasureConfig(model="tiny", constants=constants, order="forward"),
                       lm=LoadedModel(tiny_model, tiny_tokenizer, "tiny", "tiny"), constants=consts.zero())
     cfg = _config()
-    cfg.seeds, cfg.culturalbench_limit = 1, 0
+    cfg.seeds, cfg.evaluations = 1, {"culturalbench": 0}
     cfg.align.measure.constants = constants
     local = run_experiment(cfg, tmp_path / "local", session=session)
     executor = _LastInFirstOut(session)

@@ -412,7 +412,7 @@ def test_valid_run_still_loads(folder):
 
 # ---- experiment folders -----------------------------------------------------------------------------------------------
 EXPERIMENT = ExperimentConfig(countries=["China", "India"], seeds=2, align=AlignConfig(country=""),
-                              culturalbench_limit=5)
+                              evaluations={"culturalbench": 5})
 UNITS = plan(EXPERIMENT)
 EXPERIMENT_RECORD = {"config": EXPERIMENT.to_dict(), "countries": EXPERIMENT.countries,
                      "seeds": list(range(EXPERIMENT.seeds))}

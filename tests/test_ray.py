@@ -47,7 +47,7 @@ def _measure(model_dir) -> MeasureConfig:
 
 def _config(model_dir, budget: int = 8) -> ExperimentConfig:
     soft = SoftPromptConfig(n_tokens=2, subspace_dim=4)
-    return ExperimentConfig(countries=["China", "U.S.A."], seeds=2, culturalbench_limit=2,
+    return ExperimentConfig(countries=["China", "U.S.A."], seeds=2, evaluations={"culturalbench": 2},
                             align=AlignConfig(country="", optimizer="cma", popsize=4, budget=budget, soft=soft,
                                               measure=_measure(model_dir)))
 
@@ -85,7 +85,7 @@ def test_ray_experiment_equals_local(tmp_path, executor, tiny_model_dir, one_thr
 def _unit(model_dir) -> Unit:
     cfg = _config(model_dir, budget=24).align
     cfg.country, cfg.seed = "China", 1
-    return Unit("China", "soft prompt", 1, 0, cfg)
+    return Unit("China", "soft prompt", 1, {"culturalbench": 0}, cfg)
 
 
 def _dies_once_after_two_generations(unit: Unit, out: str) -> dict:

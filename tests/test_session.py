@@ -63,7 +63,7 @@ def test_a_session_runs_the_model_for_constants_only_when_resolution_is_asked(ti
 
 
 def test_the_commands_resolve_the_constants_themselves(tiny_model, tiny_tokenizer, tmp_path, monkeypatch):
-    from culturealign.evaluation import compare
+    from culturealign.comparison import compare
     from culturealign.models import LoadedModel
     from culturealign.targets import lookup
 

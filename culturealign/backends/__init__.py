@@ -14,22 +14,21 @@ culturealign.errors.CultureAlignError: unknown backend 'onnx': use one of hf, vl
 """
 from __future__ import annotations
 
-import importlib
 import inspect
-from typing import Any
 
 from ..config import DEFAULT_BACKEND  # noqa: F401  (re-exported)
 from ..errors import CultureAlignError
-
-#: name -> "module:Class" (not imported yet) or the class itself (registered directly, or imported once)
-BACKENDS: dict[str, Any] = {
-    "hf": "culturealign.backends.hf:HFBackend",
-    "vllm": "culturealign.backends.vllm:VLLMBackend",
-}
+from ..registry import Registry
 
 #: how to install the engine of a built-in backend, named in the error when its import fails
 INSTALL_HINTS = {"vllm": "on a CUDA machine pip install 'culturealign[vllm]'; on CPU its own environment, "
                           "bash scripts/setup-vllm.sh, then .venv-vllm/bin/culturealign (or use --backend hf)"}
+
+#: name -> "module:Class" (not imported yet) or the class itself (registered directly, or imported once)
+BACKENDS = Registry("backend", "culturealign.backends.register_backend", {
+    "hf": "culturealign.backends.hf:HFBackend",
+    "vllm": "culturealign.backends.vllm:VLLMBackend",
+}, INSTALL_HINTS)
 
 
 def register_backend(name: str, target: str | type | None = None):
@@ -41,43 +40,17 @@ def register_backend(name: str, target: str | type | None = None):
         @register_backend("onnx")                                          # or on the class itself
         class OnnxBackend(Backend): ...
     """
-    if not isinstance(name, str) or not name.strip():
-        raise CultureAlignError(f"a backend name must be a non-empty string, not {name!r:.40}")
-    if target is None:
-        def decorate(cls: type) -> type:
-            BACKENDS[name] = cls
-            return cls
-        return decorate
-    if isinstance(target, str) and ":" not in target:
-        raise CultureAlignError(f"backend '{name}': register 'module:Class', not {target!r:.80}")
-    BACKENDS[name] = target
-    return target
+    return BACKENDS.register(name, target)
 
 
 def check_backend_name(name) -> None:
     """A clear error unless ``name`` is a registered backend (nothing is imported)."""
-    if not isinstance(name, str) or name not in BACKENDS:
-        raise CultureAlignError(f"unknown backend {name!r:.40}: use one of {', '.join(sorted(BACKENDS))} "
-                                "(or register one with culturealign.backends.register_backend)")
+    BACKENDS.check(name)
 
 
 def get_backend(name: str) -> type:
     """The backend class registered as ``name``, importing its module now (and only now)."""
-    check_backend_name(name)
-    target = BACKENDS[name]
-    if not isinstance(target, str):
-        return target
-    module_name, _, class_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:  # the backend's module, or the engine it imports, is not installed
-        hint = INSTALL_HINTS.get(name, f"install the package that provides {module_name}")
-        raise CultureAlignError(f"backend '{name}' is not available here ({exc}): {hint}") from None
-    cls = getattr(module, class_name, None)
-    if not isinstance(cls, type):
-        raise CultureAlignError(f"backend '{name}': {module_name} has no class {class_name}")
-    BACKENDS[name] = cls
-    return cls
+    return BACKENDS.load(name)
 
 
 def check_backend_args(name: str, cls: type, backend_args: dict) -> None:

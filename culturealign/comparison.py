@@ -1,4 +1,9 @@
-"""Evaluating alignment: the paper's comparison of a learned soft prompt against prompting baselines."""
+"""Comparisons of a learned soft prompt: against the prompting baselines (the paper's, :func:`compare`), and with
+itself across option orders and questionnaires (:func:`robustness`).
+
+Benchmarks of a model's answers beyond the survey (CulturalBench-Hard and the next ones) are evaluations:
+:mod:`culturealign.evaluations`.
+"""
 from __future__ import annotations
 
 from dataclasses import replace
