@@ -49,10 +49,6 @@ def table(out: Path, results: dict) -> tuple[str, dict]:
     data = report._load(out)
     verdicts = {h["country"]: h for h in report.helps(data)}
     loss = {(r["country"], r["method"]): r["loss"] for r in results["rows"] if r["method"] != "soft prompt"}
-    soft: dict[str, list[float]] = {}
-    for r in results["rows"]:
-        if r["method"] == "soft prompt":
-            soft.setdefault(r["country"], []).append(r["loss"])
     lines = ["| country | start | naive | persona | ICL | ref. mean | soft prompt | best baseline | verdict |",
              "|---|---|---|---|---|---|---|---|---|"]
     starts = []
@@ -63,14 +59,14 @@ def table(out: Path, results: dict) -> tuple[str, dict]:
         s = [x for x in (start_loss(d) for d in seeds) if x is not None]
         starts += s
         row = [name, f"{np.mean(s):.1f}" if s else "-",
-               *(f"{loss[(name, m)]:.1f}" for m in METHODS[:4]), f"{np.mean(soft[name]):.1f}",
+               *(f"{loss[(name, m)]:.1f}" for m in METHODS[:4]), f"{h['soft_prompt']['mean']:.1f}",
                h["best_baseline"], h["verdict"]]
         lines.append("| " + " | ".join(row) + " |")
     summary = {"countries": len(verdicts),
                "helps": sum(h["verdict"] == "helps" for h in verdicts.values()),
                "mean": {m: float(np.mean([loss[(c, m)] for c in verdicts])) for m in METHODS[:4]},
                "start": float(np.mean(starts)) if starts else None}
-    summary["mean"]["soft prompt"] = float(np.mean([np.mean(soft[c]) for c in verdicts]))
+    summary["mean"]["soft prompt"] = float(np.mean([h["soft_prompt"]["mean"] for h in verdicts.values()]))
     return "\n".join(lines), summary
 
 

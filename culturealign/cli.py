@@ -223,10 +223,9 @@ def indices(
     q = Questionnaire.load(questionnaire).with_mas_weight(MAS_WEIGHT_CAT if cat_mas_weight else MAS_WEIGHT_MANUAL)
     item_means = read_means(means, q.n_items)
     from . import constants as consts
-    from .config import ConstantsSpec
     from .measure import Session
 
-    c = consts.resolve(ConstantsSpec.parse(constants), lambda: Session(_config(
+    c = consts.resolve(constants, lambda: Session(_config(
         model, device, dtype, questionnaire, constants, cat_mas_weight, None, backend=backend,
         backend_args=backend_args)).resolve_constants(), q.dimensions)
     values = dict(zip(q.dimensions, map(float, q.indices(item_means, c.values))))

@@ -25,7 +25,7 @@ from . import __version__
 from . import constants as consts
 from .backends import load_backend
 from .backends.base import Backend, as_backend
-from .config import ConstantsKind, ConstantsSpec, MeasureConfig
+from .config import ConstantsKind, MeasureConfig
 from .errors import CultureAlignError
 from .instrument import Questionnaire
 from .models import LoadedModel
@@ -69,7 +69,7 @@ class Session:
             raise CultureAlignError(f"the constants are for {', '.join(constants.dimensions)}, but questionnaire "
                                     f"{self.questionnaire.source} measures {', '.join(self.questionnaire.dimensions)}")
         config.prompt("naive")  # validates labels and order before the model loads
-        if constants is None and ConstantsSpec.parse(config.constants).kind is not ConstantsKind.ANCHORED:
+        if constants is None and config.constants.kind is not ConstantsKind.ANCHORED:
             # zero or a file: no model needed
             constants = consts.resolve(config.constants, self._fit_anchored, self.questionnaire.dimensions)
         self._constants = constants  # None until resolve_constants() fits anchored ones
