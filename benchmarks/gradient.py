@@ -34,14 +34,16 @@ from culturealign.targets import lookup
 
 REWORDED = ROOT / "examples" / "vsm2013-reworded.json"
 METHODS = {  # name: (label, AlignConfig fields, SoftPromptConfig fields)
-    "adam": ("Adam (gradient), prefix", dict(optimizer="adam", lr=0.01), dict(placement="prefix")),
-    "adam-suffix": ("Adam (gradient), suffix", dict(optimizer="adam", lr=0.01), dict(placement="suffix")),
+    "adam": ("Adam (gradient), prefix, align's default schedule", dict(optimizer="adam"), dict(placement="prefix")),
+    "adam-suffix": ("Adam (gradient), suffix", dict(optimizer="adam"), dict(placement="suffix")),
+    "adam-lr0.01": ("Adam, prefix, the earlier default (lr 0.01, cosine over 20 steps)",
+                    dict(optimizer="adam", lr=0.01, steps=20), dict(placement="prefix")),
     "cma": ("CMA-ES, 64-dim subspace, prefix (black-box default)", dict(optimizer="cma"),
             dict(space="subspace", placement="prefix")),
     "de": ("DE, full space, prefix (paper)", dict(optimizer="de"), dict(space="full", placement="prefix")),
 }
 DEFAULT_STEPS = AlignConfig(country="").steps
-COLORS = {"adam": "tab:red", "adam-suffix": "tab:orange", "cma": "tab:blue", "de": "tab:green"}
+COLORS = {"adam": "tab:red", "adam-suffix": "tab:orange", "adam-lr0.01": "tab:purple", "cma": "tab:blue", "de": "tab:green"}
 
 
 def compute_seconds() -> float:
@@ -52,17 +54,18 @@ def compute_seconds() -> float:
     return time.process_time() / torch.get_num_threads()
 
 
-def timed_run(session: Session, country: str, method: str, seed: int, seconds: float, run_dir: Path) -> dict:
+def timed_run(session: Session, country: str, method: str, seed: int, seconds: float, run_dir: Path,
+              until_done: bool = False) -> dict:
     """One alignment for ``seconds`` of compute (``compute_seconds``); the curve (compute seconds, forward
-    equivalents, best loss, wall seconds)."""
+    equivalents, best loss, wall seconds). ``until_done``: a gradient run also stops at the end of its schedule."""
     _, fields, soft_fields = METHODS[method]
-    # adam keeps align's default schedule (cosine over its default 20 steps, then lr / 10 until the compute is spent)
+    # without until_done adam runs on past its schedule's last step at lr / 10 until the compute is spent
     cfg = AlignConfig(country=country, seed=seed, budget=10 ** 6,
                       soft=SoftPromptConfig(**soft_fields), measure=session.config, **fields)
     run = make_alignment(cfg, run_dir, session=session)
     start, wall = compute_seconds(), time.perf_counter()
     curve = []
-    while compute_seconds() - start < seconds:
+    while compute_seconds() - start < seconds and not (until_done and run.budget_spent):
         row = run.step()
         curve.append((compute_seconds() - start, row["forward_equivalents"], row["best_loss"],
                       time.perf_counter() - wall))
@@ -70,7 +73,7 @@ def timed_run(session: Session, country: str, method: str, seed: int, seconds: f
     run.save_best()
     run.write_run("finished")
     return {"method": method, "seed": seed, "curve": curve, "best_loss": run.state.best_loss,
-            "steps": run.state.generation, "evaluations": run.state.evaluations}
+            "steps": run.state.generation, "evaluations": run.state.evaluations, "minutes": seconds / 60}
 
 
 def held_out(session: Session, reworded: Session, prompt: SoftPrompt | None, country, cb_limit: int) -> dict:
@@ -96,6 +99,18 @@ def held_out(session: Session, reworded: Session, prompt: SoftPrompt | None, cou
     return out
 
 
+def baselines(session: Session, reworded: Session, country, cb_limit: int) -> dict:
+    """A country's shared start (the soft prompt at z = 0, per placement), prompting baselines, reference-mean loss
+    and the plain model's held-out losses."""
+    objective = session.objective(country)
+    p0 = initial_embeddings(SoftPromptConfig(), session.backend, session.backend.tokenizer, country.name, 0)
+    start = {pl: float(objective.loss(session.survey("naive", country).answer(p0[None], pl).expected)[0])
+             for pl in ("prefix", "suffix")}
+    return {"start": start, "reference mean": objective.reference_mean_loss(),
+            **{s: session.measure(country, s)["loss"] for s in ("naive", "persona", "icl")}, "runs": [],
+            "plain": held_out(session, reworded, None, country, cb_limit)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--countries", default="US,CN,IN,SA")
@@ -103,6 +118,11 @@ def main() -> None:
                     help="compute per run: CPU minutes of this process / torch threads (= wall minutes when idle)")
     ap.add_argument("--runs", default="adam:2,cma:2,de:1", help="method:seeds,...")
     ap.add_argument("--report-only", action="store_true", help="rewrite the tables from the saved results")
+    ap.add_argument("--add", action="store_true",
+                    help="add these runs to the saved results (a run of the same method and seed is replaced; each "
+                         "country's start, baselines and plain held-out losses are reused)")
+    ap.add_argument("--until-done", action="store_true",
+                    help="a gradient run stops at the end of its schedule (its steps) if that comes before the budget")
     ap.add_argument("--culturalbench", type=int, default=20, help="CulturalBench questions per country (0: skip)")
     ap.add_argument("--quick", action="store_true", help="U.S.A., 1 minute per run, one seed each")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gradient-default.json"))
@@ -118,30 +138,40 @@ def main() -> None:
     # the reworded questionnaire, measured under the training constants (the loss must mean the same thing)
     reworded = Session(MeasureConfig(questionnaire=str(REWORDED)), lm=session.backend,
                        constants=session.resolve_constants())
-    results = {"command": command(), "machine": machine(), "minutes": args.minutes, "countries": {}}
+    results = {"commands": [], "machine": machine(), "countries": {}}
+    if args.add:
+        results = json.loads(out_path.read_text())
+        if "command" in results:  # written before --add existed, when align's adam default was lr 0.01 over 20 steps
+            results["commands"] = [results.pop("command").replace("adam:", "adam-lr0.01:")]
+            for e in results["countries"].values():
+                for r in e["runs"]:
+                    r.setdefault("minutes", results["minutes"])
+                    r["method"] = "adam-lr0.01" if r["method"] == "adam" else r["method"]
+    results["commands"].append(command())
+    results["minutes"] = args.minutes
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="gradient-bench-"))
     for code in args.countries.split(","):
         country = lookup(code)
-        objective = session.objective(country)
-        p0 = initial_embeddings(SoftPromptConfig(), session.backend, session.backend.tokenizer, country.name, 0)
-        start = {pl: float(objective.loss(session.survey("naive", country).answer(p0[None], pl).expected)[0])
-                 for pl in ("prefix", "suffix")}
-        entry = {"start": start, "reference mean": objective.reference_mean_loss(),
-                 **{s: session.measure(country, s)["loss"] for s in ("naive", "persona", "icl")}, "runs": [],
-                 "plain": held_out(session, reworded, None, country, args.culturalbench)}
-        print(f"{country.name}: start {start}, reference mean {entry['reference mean']:.1f}", flush=True)
+        entry = results["countries"].get(country.name) or baselines(session, reworded, country, args.culturalbench)
+        print(f"{country.name}: start {entry['start']}, reference mean {entry['reference mean']:.1f}", flush=True)
         for method, seeds in runs:
             for seed in range(seeds):
                 run_dir = tmp / f"{code}-{method}-{seed}"
-                res = timed_run(session, country.name, method, seed, args.minutes * 60, run_dir)
+                res = timed_run(session, country.name, method, seed, args.minutes * 60, run_dir, args.until_done)
                 res["held_out"] = held_out(session, reworded, SoftPrompt.load(run_dir), country, args.culturalbench)
-                entry["runs"].append(res)
+                entry["runs"] = [r for r in entry["runs"] if (r["method"], r["seed"]) != (method, seed)] + [res]
                 print(f"  {method} seed {seed}: {res['best_loss']:.1f} after {res['steps']} steps "
                       f"({res['evaluations']} evaluations)", flush=True)
                 results["countries"][country.name] = entry
                 out_path.write_text(json.dumps(results, indent=1))
     write_report(results, quick=args.quick)
+
+
+def loss_at(run: dict, seconds: float) -> float:
+    """A run's best loss after ``seconds`` of compute, read from its curve (its last point within the budget)."""
+    within = [c[2] for c in run["curve"] if c[0] <= seconds]
+    return within[-1] if within else float("nan")
 
 
 def write_report(results: dict, quick: bool = False) -> None:
@@ -170,14 +200,19 @@ def write_report(results: dict, quick: bool = False) -> None:
         ax.set_ylabel("best L1 loss")
         best_base = min(e["naive"], e["persona"], e["icl"])
         cells = [" / ".join(f"{r['best_loss']:.1f} ({r['steps']})" for r in per.get(m, [])) or "-" for m in methods]
-        # align's default is 20 Adam steps; the adam curve passes through it (same configuration, deterministic)
-        default = [r["curve"][DEFAULT_STEPS - 1][2] for r in per.get("adam", []) if len(r["curve"]) >= DEFAULT_STEPS]
-        cells.append(f"{default[0]:.1f} ({default[0] / e['reference mean']:.2f})" if default else "-")
-        winner = min((r for r in e["runs"]), key=lambda r: r["best_loss"])
+        # align's default schedule: the adam curve passes through its last step (same configuration, deterministic)
+        default = [r["curve"][DEFAULT_STEPS - 1] for r in per.get("adam", []) if len(r["curve"]) >= DEFAULT_STEPS]
+        if default:
+            d = default[0]
+            cells.append(f"{d[2]:.1f} ({d[2] / e['reference mean']:.2f}; {d[0] / 60:.1f} / {d[3] / 60:.1f} min)")
+            cells.append("yes" if d[2] < best_base else "no")
+        else:
+            cells += ["-", "-"]
+        blackbox = [r["minutes"] for m in ("cma", "de") for r in per.get(m, [])]
+        cells.append(" / ".join(f"{loss_at(r, min(blackbox) * 60):.1f}" for r in per.get("adam", []))
+                     if blackbox and "adam" in per else "-")
         rows.append(f"| {name} | {e['start']['prefix']:.1f} / {e['start']['suffix']:.1f} | {e['naive']:.1f} | "
-                    f"{e['persona']:.1f} | {e['icl']:.1f} | {e['reference mean']:.1f} | " + " | ".join(cells)
-                    + f" | {winner['method']}: {winner['best_loss'] / e['reference mean']:.2f} | "
-                    + ("yes" if winner["best_loss"] < best_base else "no") + " |")
+                    f"{e['persona']:.1f} | {e['icl']:.1f} | {e['reference mean']:.1f} | " + " | ".join(cells) + " |")
         plain = e["plain"]
         for r in [e_ for m in methods for e_ in per.get(m, [])]:
             h = r["held_out"]
@@ -196,16 +231,20 @@ def write_report(results: dict, quick: bool = False) -> None:
     figure.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(figure, dpi=110)
     labels = "; ".join(f"`{m}`: {METHODS[m][0]}" for m in methods)
+    minutes = {m: [r["minutes"] for e in results["countries"].values() for r in e["runs"] if r["method"] == m]
+               for m in methods}
     body = [f"### Gradient vs black-box at equal compute on `default`{' (quick)' if quick else ''}",
-            "", f"Command: `{results['command']}`  ", f"Machine: {results['machine']}  ",
-            f"Each run: {results['minutes']:g} min of compute (CPU time of the process divided by torch's threads: wall "
-            "clock on an idle machine, and the same for every method when other work shares the cores) from the same start (the soft prompt initialised from "
+            "", *(f"Command: `{c}`  " for c in results["commands"]), f"Machine: {results['machine']}  ",
+            "Each run: the minutes of compute in its column's header (CPU time of the process divided by torch's "
+            "threads: wall clock on an idle machine, and the same for every method when other work shares the cores) "
+            "from the same start (the soft prompt initialised from "
             "\"You are a person from <country>.\", 8 tokens; the start's loss is shown per placement), naive prompt, "
             f"anchored constants (leave-one-out for anchor countries), both option orders. Methods: {labels}. Cells: "
             "best true L1 loss (index points) and, in brackets, the gradient steps or black-box generations done.",
             "", "| country | start prefix / suffix | naive | persona | ICL | reference mean | "
-            + " | ".join(methods) + f" | `align` default ({DEFAULT_STEPS} Adam steps; / reference mean) "
-            "| best run / reference mean | best run below naive, persona, ICL |",
+            + " | ".join(f"{m} ({max(minutes[m]):g} min)" for m in methods)
+            + f" | `align` default ({DEFAULT_STEPS} Adam steps; / reference mean; compute / wall min) "
+            "| default below naive, persona, ICL | adam at the black-box runs' compute |",
             "|---|---|---|---|---|---|" + "---|" * len(methods) + "---|---|---|",
             *rows, "", f"![loss against seconds]({figure.relative_to(ROOT)})", "",
             "Held-out checks of each final prompt (loss without -> with the soft prompt, the same constants): each option "
