@@ -503,11 +503,13 @@ def respondent_floor(session, world: PlantedWorld, country: str, seed: int = 0) 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=DEFAULT_TRAINING["steps"])
+    ap.add_argument("--hidden", type=int, default=DEFAULT_TRAINING["hidden"], help="model width")
+    ap.add_argument("--layers", type=int, default=DEFAULT_TRAINING["layers"])
     ap.add_argument("--no-write", action="store_true", help="print only, leave BENCHMARKS.md alone")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     start = time.time()
-    settings = {} if args.steps == DEFAULT_TRAINING["steps"] else {"steps": args.steps}
+    settings = {k: getattr(args, k) for k in ("steps", "hidden", "layers") if getattr(args, k) != DEFAULT_TRAINING[k]}
     lm = train_planted(**settings)
     info = planted_info(lm)
     print(f"trained/loaded in {time.time() - start:.0f} s: {lm.resolved_path}")
