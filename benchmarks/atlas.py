@@ -46,7 +46,7 @@ def start_loss(run_dir: Path) -> float | None:
 
 def table(out: Path, results: dict) -> tuple[str, dict]:
     """The per-country markdown table (sorted by the soft prompt's gain over the best baseline) and a summary."""
-    data = report._load(out)
+    data = report.load_folder(out)
     verdicts = {h["country"]: h for h in report.helps(data)}
     loss = {(r["country"], r["method"]): r["loss"] for r in results["rows"] if r["method"] != "soft prompt"}
     lines = ["| country | start | naive | persona | ICL | ref. mean | soft prompt | best baseline | verdict |",

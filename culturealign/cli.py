@@ -11,7 +11,7 @@ from typing import List, Optional
 import typer
 from typer.core import TyperGroup
 
-from . import reporting
+from . import terminal
 from .config import DEFAULT_BACKEND, DEFAULT_LABELS, AlignConfig, SoftPromptConfig
 from .errors import ConfigError, CultureAlignError
 from .instrument import MAS_WEIGHT_CAT, MAS_WEIGHT_MANUAL, Questionnaire, read_means
@@ -133,7 +133,7 @@ def _emit(data: dict, as_json: bool, out: Optional[Path], name: str, force: bool
         refuse_overwrite(path, force)
         atomic_write_json(path, data)
         if not as_json:
-            reporting.console.print(f"wrote {path}", style="dim")
+            terminal.console.print(f"wrote {path}", style="dim")
     if as_json:
         _show(data, True, None)
 
@@ -172,7 +172,7 @@ def countries(as_json: bool = typer.Option(False, "--json", help="print JSON"),
         table.add_row(c.name, codes, *cells)
     table.caption = ("* from the supplement (secondary sources, see `--json` for each score's source); "
                      "- not published")
-    reporting.console.print(table)
+    terminal.console.print(table)
 
 
 @app.command()
@@ -201,11 +201,11 @@ def measure(
                                before_load=lambda: out is not None and refuse_overwrite(out / "measurement.json", force))
     records = result["results"]
     if not as_json:
-        reporting.print_constants(result["constants"])
+        terminal.print_constants(result["constants"])
         for r in records:
-            reporting.print_measurement(r, items)
+            terminal.print_measurement(r, items)
         if result["kendall_tau"]:
-            reporting.print_kendall(result["kendall_tau"])
+            terminal.print_kendall(result["kendall_tau"])
     _emit(result, as_json, out, "measurement.json", force)
 
 
@@ -232,7 +232,7 @@ def indices(
     mas = q.formulas.get("MAS", [])
     result = {"means": item_means.tolist(), "indices": values, "constants": c.to_dict(),
               "mas_weight": mas[1][0] if len(mas) > 1 else None, "questionnaire": q.source}
-    _show(result, as_json, lambda r: reporting.print_indices(r["indices"], r["constants"], r["questionnaire"]))
+    _show(result, as_json, lambda r: terminal.print_indices(r["indices"], r["constants"], r["questionnaire"]))
 
 
 @app.command()
@@ -295,7 +295,7 @@ def align(
         run_config = config or read_checkpoint(out)[0]
         check_executor(run_config, executor)
         runner = _ray_executor(run_config.measure, address, actors, gpus_per_actor)
-    with runner or contextlib.nullcontext(), reporting.AlignProgress(enabled=not as_json) as progress:
+    with runner or contextlib.nullcontext(), terminal.AlignProgress(enabled=not as_json) as progress:
         try:
             record = run_align(config, out, resume=resume, force=force, on_generation=progress.update,
                                on_start=progress.start, executor=runner)
@@ -303,7 +303,7 @@ def align(
             typer.echo(f"interrupted: the best prompt so far and a checkpoint are in {out}; continue with "
                        f"`culturealign align --out {out} --resume`", err=True)
             raise typer.Exit(130)
-    _show(record, as_json, reporting.print_run)
+    _show(record, as_json, terminal.print_run)
 
 
 @app.command()
@@ -343,12 +343,12 @@ def reach(
     if out is not None:
         refuse_overwrite(out / "reach.json", force)
     session = Session(cfg)
-    say = None if as_json else (lambda dim, direction, step, value: reporting.console.print(
+    say = None if as_json else (lambda dim, direction, step, value: terminal.console.print(
         f"[dim]{dim} {direction:4s} step {step:3d}: {value:7.1f}[/]"))
     result = run_reach(session, target, prompt, soft, steps, lr, dims, seed, checkpointing, on_step=say)
     result["provenance"] = session.provenance()
     if not as_json:
-        reporting.print_reach(result)
+        terminal.print_reach(result)
     _emit(result, as_json, out, "reach.json", force)
 
 
@@ -374,7 +374,7 @@ def compare(
     result = compare_runs(runs or [], country, settings,
                           on_session=lambda: out is not None and refuse_overwrite(out / "comparison.json", force))
     if not as_json:
-        reporting.print_comparison(result)
+        terminal.print_comparison(result)
     _emit(result, as_json, out, "comparison.json", force)
 
 
@@ -478,7 +478,7 @@ def registered_evaluation(
                                     batch_size=batch_size), backend=loaded)
     result = {"country": country, "prompt": prompt, "soft_prompt": str(soft_prompt) if soft_prompt else None,
               "model": loaded.model_id, **run_evaluation(name, session, where, prompt, sp, limit)}
-    _show(result, as_json, lambda r: reporting.print_evaluation(r, evaluation))
+    _show(result, as_json, lambda r: terminal.print_evaluation(r, evaluation))
 
 
 @evaluate_app.command("robustness")
@@ -494,7 +494,7 @@ def evaluate_robustness(
     from .comparison import robustness
 
     _show(robustness(soft_prompt, questionnaire, device, dtype, backend, _backend_args(backend_args)), as_json,
-          reporting.print_robustness)
+          terminal.print_robustness)
 
 
 @app.command()
@@ -543,7 +543,7 @@ def experiment(
                            soft=soft, measure=mcfg)
         config = ExperimentConfig(countries=[t.name for t in targets], seeds=seeds, align=acfg,
                                   evaluations=_evaluations(evaluations, culturalbench_limit))
-    say = (lambda msg: reporting.console.print(f"[dim]{msg}[/]")) if not as_json else None
+    say = (lambda msg: terminal.console.print(f"[dim]{msg}[/]")) if not as_json else None
     runner = (_ray_executor(config.align.measure, address, actors, gpus_per_actor) if use_ray
               else LocalExecutor(setup=functools.partial(Session, config.align.measure)))
     with runner:
@@ -553,9 +553,9 @@ def experiment(
             typer.echo(f"interrupted: finished units are in {out / 'results.json'}; continue with "
                        f"`culturealign experiment --out {out} --resume`", err=True)
             raise typer.Exit(130)
-    _show(results, as_json, reporting.print_experiment)
+    _show(results, as_json, terminal.print_experiment)
     if not as_json:
-        reporting.console.print(f"results in {out / 'results.json'}; figures: `culturealign report {out}`")
+        terminal.console.print(f"results in {out / 'results.json'}; figures: `culturealign report {out}`")
 
 
 def _evaluations(text: Optional[str], culturalbench_limit: Optional[int]) -> dict:
@@ -583,7 +583,7 @@ def report(
     if not folder.is_dir():
         raise CultureAlignError(f"{folder} is not a folder")
     path = write_report(folder, out)
-    reporting.console.print(f"wrote {path}")
+    terminal.console.print(f"wrote {path}")
 
 
 def main() -> None:

@@ -184,13 +184,3 @@ class CulturalBench(Evaluation):
         judgements = load_culturalbench(country, limit)
         p_true = score_judgements(session.backend, judgements, system, soft_prompt, session.config.batch_size)
         return culturalbench_metrics(judgements, p_true)
-
-
-def style_system(style: str, country: str | None = None, questionnaire=None) -> str | None:
-    """The system message of prompt style naive / persona / icl for ``country`` (a Hofstede lookup name), as
-    used for the VSM survey, so a benchmark run sees the same persona as the alignment."""
-    from .instrument import Questionnaire
-    from .prompts import system_message
-
-    target = lookup(country) if country else None
-    return system_message(style, target, questionnaire or Questionnaire.builtin())

@@ -71,7 +71,9 @@ def _run(folder: Path) -> dict:
             "history": _history(folder / "history.csv"), "record": rec}
 
 
-def _load(folder: Path) -> dict:
+def load_folder(folder: Path) -> dict:
+    """An experiment or run folder as the report reads it: ``kind``, ``title``, ``countries``, ``targets``, ``rows``
+    (one per country, method and seed), ``runs`` and, for an experiment, ``config`` and ``summary``."""
     if (folder / "experiment.json").is_file():
         exp, res = _read_json(folder / "experiment.json"), _read_json(folder / "results.json")
         runs = [_run(p.parent) for p in sorted(folder.glob("runs/*/run.json"))]
@@ -449,7 +451,7 @@ def write_report(folder: Path, out: Path | None = None) -> Path:
     """Write ``report.html`` (or ``out``) for an experiment or run folder, the PNG figures next to it; returns the
     HTML path."""
     folder = Path(folder)
-    data = _load(folder)
+    data = load_folder(folder)
     # the questionnaire's dimensions, in order: those the rows have indices for (else the targets')
     data["dimensions"] = list(dict.fromkeys(d for r in data["rows"] for d in (r.get("indices") or {}))) or \
         list(dict.fromkeys(d for t in data["targets"].values() for d in t))

@@ -35,11 +35,11 @@ def test_progress_and_tables_are_whole_when_not_a_terminal(tmp_path, tiny_model_
 
 
 def test_a_long_cell_is_not_cut(capsys):
-    from culturealign import reporting
+    from culturealign import terminal
 
     name = "a condition with a very long name " * 5
     dims = {d: 1.0 for d in ("PDI", "IDV", "MAS", "UAI", "LTO", "IVR")}
-    reporting.print_robustness({"run": "run", "country": {"name": "India"}, "prompt": "naive",
+    terminal.print_robustness({"run": "run", "country": {"name": "India"}, "prompt": "naive",
                                 "conditions": [{"condition": name.strip(), "indices": dims, "loss": 1.0,
                                                 "plain_loss": 2.0, "diagnostics": {"order_correlation": 0.5}}]})
     assert name.strip() in capsys.readouterr().out
