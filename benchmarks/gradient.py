@@ -42,6 +42,7 @@ METHODS = {  # name: (label, AlignConfig fields, SoftPromptConfig fields)
             dict(space="subspace", placement="prefix")),
     "de": ("DE, full space, prefix (paper)", dict(optimizer="de"), dict(space="full", placement="prefix")),
 }
+SHORT = {"adam-lr0.01": "Adam, lr 0.01", "adam-suffix": "Adam, suffix", "cma": "CMA-ES", "de": "DE (paper)"}
 DEFAULT_STEPS = AlignConfig(country="").steps
 COLORS = {"adam": "tab:red", "adam-suffix": "tab:orange", "adam-lr0.01": "tab:purple", "cma": "tab:blue", "de": "tab:green"}
 
@@ -183,7 +184,7 @@ def write_report(results: dict, quick: bool = False) -> None:
     names = list(results["countries"])
     methods = [m for m in METHODS if any(r["method"] == m for e in results["countries"].values() for r in e["runs"])]
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
-    rows, robust_rows = [], []
+    rows, robust_rows, readme_rows = [], [], []
     for ax, name in zip(axes[0], names):
         e = results["countries"][name]
         per: dict = {}
@@ -211,6 +212,12 @@ def write_report(results: dict, quick: bool = False) -> None:
         blackbox = [r["minutes"] for m in ("cma", "de") for r in per.get(m, [])]
         cells.append(" / ".join(f"{loss_at(r, min(blackbox) * 60):.1f}" for r in per.get("adam", []))
                      if blackbox and "adam" in per else "-")
+        # the README's copy: the start and baselines, the default in bold, each method's best run
+        readme_rows.append(f"| {name} | {e['start']['prefix']:.1f} | {e['naive']:.1f} | {e['persona']:.1f} | "
+                           f"{e['icl']:.1f} | {e['reference mean']:.1f} | "
+                           + (f"**{default[0][2]:.1f}** ({default[0][2] / e['reference mean']:.2f})" if default else "-")
+                           + "".join(f" | {min(r['best_loss'] for r in per[m]):.1f}" if m in per else " | -"
+                                     for m in methods if m != "adam") + " |")
         rows.append(f"| {name} | {e['start']['prefix']:.1f} / {e['start']['suffix']:.1f} | {e['naive']:.1f} | "
                     f"{e['persona']:.1f} | {e['icl']:.1f} | {e['reference mean']:.1f} | " + " | ".join(cells) + " |")
         plain = e["plain"]
@@ -253,6 +260,13 @@ def write_report(results: dict, quick: bool = False) -> None:
             "| country | run | training survey | forward order only | reverse order only | reworded items | "
             "reworded gain / training gain | CulturalBench |", "|---|---|---|---|---|---|---|---|", *robust_rows]
     write_section("gradient-default" + ("-quick" if quick else ""), "\n".join(body))
+    if not quick:
+        others = [m for m in methods if m != "adam"]
+        write_section("main-table", "\n".join([
+            "| country | start | naive | persona | ICL | reference mean | soft prompt, `align` default "
+            f"({DEFAULT_STEPS} Adam steps; / reference mean) | "
+            + " | ".join(f"{SHORT.get(m, m)}, {max(minutes[m]):g} min" for m in others) + " |",
+            "|---|---|---|---|---|---|---|" + "---|" * len(others), *readme_rows]), path=ROOT / "README.md")
 
 
 if __name__ == "__main__":
