@@ -120,8 +120,8 @@ def main() -> None:
     ap.add_argument("--runs", default="adam:2,cma:2,de:1", help="method:seeds,...")
     ap.add_argument("--report-only", action="store_true", help="rewrite the tables from the saved results")
     ap.add_argument("--add", action="store_true",
-                    help="add these runs to the saved results (a run of the same method and seed is replaced; each "
-                         "country's start, baselines and plain held-out losses are reused)")
+                    help="add these runs to the saved results (runs already there, by method and seed, are kept and "
+                         "not rerun; each country's start, baselines and plain held-out losses are reused)")
     ap.add_argument("--until-done", action="store_true",
                     help="a gradient run stops at the end of its schedule (its steps) if that comes before the budget")
     ap.add_argument("--culturalbench", type=int, default=20, help="CulturalBench questions per country (0: skip)")
@@ -158,10 +158,12 @@ def main() -> None:
         print(f"{country.name}: start {entry['start']}, reference mean {entry['reference mean']:.1f}", flush=True)
         for method, seeds in runs:
             for seed in range(seeds):
+                if any((r["method"], r["seed"]) == (method, seed) for r in entry["runs"]):
+                    continue
                 run_dir = tmp / f"{code}-{method}-{seed}"
                 res = timed_run(session, country.name, method, seed, args.minutes * 60, run_dir, args.until_done)
                 res["held_out"] = held_out(session, reworded, SoftPrompt.load(run_dir), country, args.culturalbench)
-                entry["runs"] = [r for r in entry["runs"] if (r["method"], r["seed"]) != (method, seed)] + [res]
+                entry["runs"].append(res)
                 print(f"  {method} seed {seed}: {res['best_loss']:.1f} after {res['steps']} steps "
                       f"({res['evaluations']} evaluations)", flush=True)
                 results["countries"][country.name] = entry
