@@ -320,7 +320,7 @@ def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return input_ids, mask, (mask.cumsum(1) - 1).clamp(min=0)
 
 
-DEFAULT_TRAINING = dict(steps=4000, hidden=64, layers=2, seed=0, lr=3e-3, batch=32, index_weight=0.3,
+DEFAULT_TRAINING = dict(steps=12000, hidden=64, layers=2, seed=0, lr=3e-3, batch=32, index_weight=0.3,
                         country_share=0.3, untold_share=0.05, n_synthetic=N_SYNTHETIC, log_every=500)
 N_VALIDATION = 8              # fresh synthetic profiles (never trained on) whose stated-score loss is logged
 
