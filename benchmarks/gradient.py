@@ -36,15 +36,17 @@ REWORDED = ROOT / "examples" / "vsm2013-reworded.json"
 METHODS = {  # name: (label, AlignConfig fields, SoftPromptConfig fields)
     "adam": ("Adam (gradient), prefix, align's default schedule", dict(optimizer="adam"), dict(placement="prefix")),
     "adam-suffix": ("Adam (gradient), suffix", dict(optimizer="adam"), dict(placement="suffix")),
+    "adam-lr0.03": ("Adam, prefix, lr 0.03 over 40 steps, no gradient clipping",
+                    dict(optimizer="adam", lr=0.03, steps=40, max_grad_norm=None), dict(placement="prefix")),
     "adam-lr0.01": ("Adam, prefix, the earlier default (lr 0.01, cosine over 20 steps)",
                     dict(optimizer="adam", lr=0.01, steps=20), dict(placement="prefix")),
     "cma": ("CMA-ES, 64-dim subspace, prefix (black-box default)", dict(optimizer="cma"),
             dict(space="subspace", placement="prefix")),
     "de": ("DE, full space, prefix (paper)", dict(optimizer="de"), dict(space="full", placement="prefix")),
 }
-SHORT = {"adam-lr0.01": "Adam, lr 0.01", "adam-suffix": "Adam, suffix", "cma": "CMA-ES", "de": "DE (paper)"}
+SHORT = {"adam-lr0.01": "Adam, lr 0.01", "adam-lr0.03": "Adam, lr 0.03, unclipped", "adam-suffix": "Adam, suffix", "cma": "CMA-ES", "de": "DE (paper)"}
 DEFAULT_STEPS = AlignConfig(country="").steps
-COLORS = {"adam": "tab:red", "adam-suffix": "tab:orange", "adam-lr0.01": "tab:purple", "cma": "tab:blue", "de": "tab:green"}
+COLORS = {"adam": "tab:red", "adam-suffix": "tab:orange", "adam-lr0.01": "tab:purple", "adam-lr0.03": "tab:pink", "cma": "tab:blue", "de": "tab:green"}
 
 
 def compute_seconds() -> float:

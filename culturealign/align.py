@@ -355,7 +355,9 @@ class GradientAlignment(Alignment):
         current = self.prompt.detach()[0].clone()
         indices = self.grad.backward(self.prompt, self.loss_fn)[0]
         loss = float(self.objective.loss_of_indices(indices[None])[0])   # always the true L1
-        grad_norm = float(self.prompt.grad.norm())
+        grad_norm = float(self.prompt.grad.norm())       # recorded before clipping
+        if self.config.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_([self.prompt], self.config.max_grad_norm)
         self.adam.step()
         return self._record(1, self.grad.step_cost, loss, indices, current, lr=lr, grad_norm=grad_norm)
 

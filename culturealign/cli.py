@@ -37,7 +37,7 @@ FLAGS = {
     **{f"AlignConfig.{name}": flag for name, flag in [
         ("country", "--country"), ("prompt", "--prompt"), ("optimizer", "--optimizer"), ("popsize", "--popsize"),
         ("budget", "--budget"), ("seed", "--seed"), ("patience", "--patience"), ("steps", "--steps"),
-        ("lr", "--lr"), ("schedule", "--schedule"), ("loss", "--loss"), ("huber_delta", "--huber-delta"),
+        ("lr", "--lr"), ("schedule", "--schedule"), ("loss", "--loss"), ("huber_delta", "--huber-delta"), ("max_grad_norm", "--max-grad-norm"),
         ("checkpointing", "--checkpointing")]},
     "PromptConfig.style": "--prompt", "reach.steps": "--steps", "reach.dimensions": "--dimensions",
 }
@@ -250,6 +250,7 @@ def align(
     schedule: str = typer.Option(_ALIGN.schedule, "--schedule", help="adam: constant or cosine (down to lr/10)"),
     loss: str = typer.Option(_ALIGN.loss, "--loss", help="adam: the loss it descends, l1 or huber (the reported loss is always L1)"),
     huber_delta: float = typer.Option(_ALIGN.huber_delta, "--huber-delta", help="adam with --loss huber: quadratic within this many index points"),
+    max_grad_norm: Optional[float] = typer.Option(_ALIGN.max_grad_norm, "--max-grad-norm", help="adam: clip the gradient to this norm before each step (0: no clipping)"),
     checkpointing: bool = typer.Option(False, "--checkpointing", help="adam: recompute activations in the backward pass (less memory, more time)"),
     n_tokens: int = typer.Option(_SOFT.n_tokens, "--n-tokens", help="virtual tokens in the soft prompt"),
     placement: str = typer.Option(_SOFT.placement, "--placement", help="prefix (before everything; exported as a PEFT adapter) or suffix (after the item text; about 4.6x cheaper on CPU, less leverage)"),
@@ -289,7 +290,8 @@ def align(
                        backend_args=backend_args)
         config = AlignConfig(country=country, prompt=prompt, optimizer=optimizer, popsize=popsize, budget=budget,
                              seed=seed, patience=patience, steps=steps, lr=lr, schedule=schedule, loss=loss,
-                             huber_delta=huber_delta, checkpointing=checkpointing, soft=soft, measure=mcfg)
+                             huber_delta=huber_delta, max_grad_norm=max_grad_norm or None,
+                             checkpointing=checkpointing, soft=soft, measure=mcfg)
     runner = None
     if use_ray:  # each population split over Ray actors (black-box optimisers); the loop and run folder stay here
         run_config = config or read_checkpoint(out)[0]

@@ -118,6 +118,31 @@ def test_adam_alignment_lowers_the_loss_and_writes_the_run(tmp_path, tiny_model,
         assert json.loads(f.metadata()["state"])["generation"] == 6
 
 
+@pytest.mark.parametrize("max_grad_norm", [0.5, None])
+def test_a_gradient_spike_is_clipped_before_it_reaches_adams_moments(max_grad_norm, tiny_model, tiny_tokenizer,
+                                                                    tmp_path):
+    """A spike in the gradient (India on the default model jumped from norm 18 to 11943) is clipped to
+    ``max_grad_norm`` before Adam's step, so Adam's second moment holds at most (1 - beta2) * max_grad_norm**2."""
+    session = _session(tiny_model, tiny_tokenizer, order="forward")
+    cfg = AlignConfig(country="CN", optimizer="adam", steps=2, soft=SoftPromptConfig(n_tokens=2),
+                      max_grad_norm=max_grad_norm, measure=session.config)
+    run = make_alignment(cfg, tmp_path / "run", session=session)
+    backward = run.grad.backward
+
+    def spiking(prompt, loss_fn):
+        out = backward(prompt, loss_fn)
+        prompt.grad.mul_(1e4 / prompt.grad.norm())   # a gradient of norm 10^4
+        return out
+
+    run.grad.backward = spiking
+    row = run.step()
+    assert row["grad_norm"] == pytest.approx(1e4, rel=1e-4)       # the history records the norm before clipping
+    second_moment = float(run.adam.state[run.prompt]["exp_avg_sq"].sum())
+    beta2 = run.adam.param_groups[0]["betas"][1]
+    expected = (1 - beta2) * (max_grad_norm if max_grad_norm else 1e4) ** 2
+    assert second_moment == pytest.approx(expected, rel=1e-3)
+
+
 def test_resume_in_process_is_bit_identical(tmp_path, tiny_model, tiny_tokenizer):
     session = _session(tiny_model, tiny_tokenizer, order="forward")
     cfg = AlignConfig(country="IN", optimizer="adam", steps=6, lr=0.05, schedule="cosine", loss="huber",
