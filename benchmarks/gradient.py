@@ -11,6 +11,8 @@ smaller budget. Each final prompt is then measured with each option order alone,
 the wording or the option positions. Black-box runs share nothing with each other (their own seeds).
 
 Usage:  python benchmarks/gradient.py [--countries US,CN,IN,SA] [--minutes 10] [--runs adam:2,cma:2,de:1] [--quick]
+        [--add] [--until-done] [--out FILE]      add runs to saved results (reusing each country's baselines)
+        python benchmarks/gradient.py --merge A.json B.json   merge runs made in parallel into the saved results
 Writes a section of BENCHMARKS.md, benchmarks/figures/gradient-default.png and benchmarks/results/gradient-default.json.
 """
 from __future__ import annotations
@@ -124,6 +126,9 @@ def main() -> None:
     ap.add_argument("--add", action="store_true",
                     help="add these runs to the saved results (runs already there, by method and seed, are kept and "
                          "not rerun; each country's start, baselines and plain held-out losses are reused)")
+    ap.add_argument("--merge", nargs="+", metavar="RESULTS",
+                    help="add the runs (and commands) of these results files, e.g. from runs made in parallel with "
+                         "--out, to the saved results, then write the tables")
     ap.add_argument("--until-done", action="store_true",
                     help="a gradient run stops at the end of its schedule (its steps) if that comes before the budget")
     ap.add_argument("--culturalbench", type=int, default=20, help="CulturalBench questions per country (0: skip)")
@@ -133,8 +138,16 @@ def main() -> None:
     if args.quick:
         args.countries, args.minutes, args.runs, args.culturalbench = "US", 1.0, "adam-suffix:1,cma:1", 5
     out_path = Path(args.out if not args.quick else str(args.out).replace(".json", "-quick.json"))
-    if args.report_only:
-        write_report(json.loads(out_path.read_text()), quick=args.quick)
+    if args.report_only or args.merge:
+        results = json.loads(out_path.read_text())
+        for other in map(json.loads, map(Path.read_text, map(Path, args.merge or []))):
+            results["commands"] += [c for c in other["commands"] if c not in results["commands"]]
+            for name, entry in other["countries"].items():
+                mine = results["countries"].setdefault(name, {**entry, "runs": []})
+                mine["runs"] += [r for r in entry["runs"]
+                                 if all((r["method"], r["seed"]) != (m["method"], m["seed"]) for m in mine["runs"])]
+        out_path.write_text(json.dumps(results, indent=1))
+        write_report(results, quick=args.quick)
         return
     runs = [(m, int(n)) for m, n in (x.split(":") for x in args.runs.split(","))]
     session = Session(MeasureConfig())
