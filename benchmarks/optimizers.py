@@ -45,6 +45,7 @@ class Method:
     lr: float = 0.03
     schedule: str = "constant"
     loss: str = "l1"
+    max_grad_norm: float | None = None   # no clipping: the planted tables were measured before align clipped by default
     extra: dict = field(default_factory=dict)
 
 
@@ -71,7 +72,8 @@ def run_one(session, country: str, method: Method, placement: str, init: str, bu
     opt_seed = 1000 * seed + OPTIMIZER_NUMBER[method.optimizer]
     if method.optimizer == "adam":
         cfg = AlignConfig(country=country, optimizer="adam", lr=method.lr, schedule=method.schedule, loss=method.loss,
-                          steps=max(1, budget // 3), seed=opt_seed, soft=soft, measure=session.config)
+                          max_grad_norm=method.max_grad_norm, steps=max(1, budget // 3), seed=opt_seed, soft=soft,
+                          measure=session.config)
     else:
         cfg = AlignConfig(country=country, optimizer=method.optimizer, popsize=POPSIZE, budget=budget, seed=opt_seed,
                           soft=soft, measure=session.config)
