@@ -91,6 +91,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default")
     ap.add_argument("--steps", type=int, default=3, help="Adam steps per alignment run (the small budget)")
+    # the atlas table was measured with align's earlier Adam defaults; align's own are now lr 0.02, clipped to norm 1
+    ap.add_argument("--lr", type=float, default=0.01, help="Adam's learning rate (the atlas table: 0.01)")
+    ap.add_argument("--max-grad-norm", type=float, default=0.0, help="gradient clipping (0: none, as for the table)")
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--executor", choices=("ray", "local"), default="ray")
     ap.add_argument("--actors", type=int, default=2, help="Ray actors (one torch thread each on CPUs)")
@@ -103,7 +106,8 @@ def main() -> None:
     else:
         measure = MeasureConfig(model=args.model)
         config = ExperimentConfig(countries=[c.name for c in countries_for("all")], seeds=args.seeds,
-                                  align=AlignConfig(country="", steps=args.steps, measure=measure),
+                                  align=AlignConfig(country="", steps=args.steps, lr=args.lr,
+                                                    max_grad_norm=args.max_grad_norm or None, measure=measure),
                                   evaluations={"culturalbench": 0})
     setup = functools.partial(Session, config.align.measure)
     runner = RayExecutor(setup, actors=args.actors) if args.executor == "ray" else LocalExecutor(setup=setup)

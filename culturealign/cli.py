@@ -510,6 +510,7 @@ def experiment(
     optimizer: str = typer.Option(_ALIGN.optimizer, "--optimizer", help="cma, de, random (black-box) or adam (gradients)"),
     steps: int = typer.Option(_ALIGN.steps, "--steps", help="adam: gradient steps per alignment run"),
     lr: float = typer.Option(_ALIGN.lr, "--lr", help="adam: learning rate"),
+    max_grad_norm: Optional[float] = typer.Option(_ALIGN.max_grad_norm, "--max-grad-norm", help="adam: clip the gradient to this norm before each step (0: no clipping)"),
     n_tokens: int = typer.Option(_SOFT.n_tokens, "--n-tokens"), placement: str = typer.Option(_SOFT.placement, "--placement"),
     space: str = typer.Option(_SOFT.space, "--space"), subspace_dim: int = typer.Option(_SOFT.subspace_dim, "--subspace-dim"),
     scale: float = typer.Option(_SOFT.scale, "--scale"),
@@ -542,7 +543,7 @@ def experiment(
         soft = SoftPromptConfig(n_tokens=n_tokens, placement=placement, space=space, subspace_dim=subspace_dim,
                                 scale=scale)
         acfg = AlignConfig(country="", optimizer=optimizer, popsize=popsize, budget=budget, steps=steps, lr=lr,
-                           soft=soft, measure=mcfg)
+                           max_grad_norm=max_grad_norm or None, soft=soft, measure=mcfg)
         config = ExperimentConfig(countries=[t.name for t in targets], seeds=seeds, align=acfg,
                                   evaluations=_evaluations(evaluations, culturalbench_limit))
     say = (lambda msg: terminal.console.print(f"[dim]{msg}[/]")) if not as_json else None
