@@ -46,9 +46,11 @@ METHODS = {  # name: (label, AlignConfig fields, SoftPromptConfig fields)
             dict(space="subspace", placement="prefix")),
     "de": ("DE, full space, prefix (paper)", dict(optimizer="de"), dict(space="full", placement="prefix")),
 }
-SHORT = {"adam-lr0.01": "Adam, lr 0.01", "adam-lr0.03": "Adam, lr 0.03, unclipped", "adam-suffix": "Adam, suffix", "cma": "CMA-ES", "de": "DE (paper)"}
+SHORT = {"adam-lr0.01": "Adam, lr 0.01", "adam-lr0.03": "Adam, lr 0.03, unclipped", "adam-suffix": "Adam, suffix",
+         "cma": "CMA-ES", "de": "DE (paper)"}
 DEFAULT_STEPS = AlignConfig(country="").steps
-COLORS = {"adam": "tab:red", "adam-suffix": "tab:orange", "adam-lr0.01": "tab:purple", "adam-lr0.03": "tab:pink", "cma": "tab:blue", "de": "tab:green"}
+COLORS = {"adam": "tab:red", "adam-suffix": "tab:orange", "adam-lr0.01": "tab:purple", "adam-lr0.03": "tab:pink",
+          "cma": "tab:blue", "de": "tab:green"}
 
 
 def compute_seconds() -> float:
@@ -104,6 +106,11 @@ def held_out(session: Session, reworded: Session, prompt: SoftPrompt | None, cou
     return out
 
 
+def has_run(entry: dict, method: str, seed: int) -> bool:
+    """Whether a country's saved results already hold the run of ``method`` with ``seed``."""
+    return any((r["method"], r["seed"]) == (method, seed) for r in entry["runs"])
+
+
 def baselines(session: Session, reworded: Session, country, cb_limit: int) -> dict:
     """A country's shared start (the soft prompt at z = 0, per placement), prompting baselines, reference-mean loss
     and the plain model's held-out losses."""
@@ -144,8 +151,7 @@ def main() -> None:
             results["commands"] += [c for c in other["commands"] if c not in results["commands"]]
             for name, entry in other["countries"].items():
                 mine = results["countries"].setdefault(name, {**entry, "runs": []})
-                mine["runs"] += [r for r in entry["runs"]
-                                 if all((r["method"], r["seed"]) != (m["method"], m["seed"]) for m in mine["runs"])]
+                mine["runs"] += [r for r in entry["runs"] if not has_run(mine, r["method"], r["seed"])]
         out_path.write_text(json.dumps(results, indent=1))
         write_report(results, quick=args.quick)
         return
@@ -157,14 +163,7 @@ def main() -> None:
     results = {"commands": [], "machine": machine(), "countries": {}}
     if args.add:
         results = json.loads(out_path.read_text())
-        if "command" in results:  # written before --add existed, when align's adam default was lr 0.01 over 20 steps
-            results["commands"] = [results.pop("command").replace("adam:", "adam-lr0.01:")]
-            for e in results["countries"].values():
-                for r in e["runs"]:
-                    r.setdefault("minutes", results["minutes"])
-                    r["method"] = "adam-lr0.01" if r["method"] == "adam" else r["method"]
     results["commands"].append(command())
-    results["minutes"] = args.minutes
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="gradient-bench-"))
     for code in args.countries.split(","):
@@ -173,7 +172,7 @@ def main() -> None:
         print(f"{country.name}: start {entry['start']}, reference mean {entry['reference mean']:.1f}", flush=True)
         for method, seeds in runs:
             for seed in range(seeds):
-                if any((r["method"], r["seed"]) == (method, seed) for r in entry["runs"]):
+                if has_run(entry, method, seed):
                     continue
                 run_dir = tmp / f"{code}-{method}-{seed}"
                 res = timed_run(session, country.name, method, seed, args.minutes * 60, run_dir, args.until_done)
