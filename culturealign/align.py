@@ -7,8 +7,10 @@ Two kinds of optimiser share one run folder and one loop:
 - gradient (``adam``): white-box, the soft prompt's gradient through the model (:mod:`culturealign.gradient`), one
   step per forward + backward pass over every survey row.
 
-A black-box run hands each population's soft prompts to an *evaluator*, ``evaluator(prompts (P, n_tokens, hidden))
--> expected answers (P, n_items)``: :class:`LocalEvaluator` (the default) is one batched pass on this process's model;
+The loss is ``config.objective`` over every training wording and option order (``per-order``: each block scored on
+its own, :meth:`~culturealign.objective.Objective.survey_loss`). A black-box run hands each population's soft
+prompts to an *evaluator*, ``evaluator(prompts (P, n_tokens, hidden)) -> expected answers (P, n_wordings, n_orders,
+n_items)``: :class:`LocalEvaluator` (the default) is one batched pass on this process's model;
 :class:`SplitEvaluator` splits the population over the workers of an executor (:mod:`culturealign.executors`, e.g.
 Ray actors, one per GPU). The loss, the optimiser, checkpoints and the run folder stay with the run.
 
@@ -16,9 +18,11 @@ Ray actors, one per GPU). The loss, the optimiser, checkpoints and the run folde
 
 - ``run.json``: configuration, seed, model, library versions, constants, target, the best candidate's profile and
   loss per dimension, evaluations used, wall time, status (``running``, ``interrupted``, ``finished``);
-- ``history.csv``: one row per generation or step (evaluations, forward-pass equivalents, wall time, best and
-  current loss, the best candidate's indices);
-- the best soft prompt (see :mod:`culturealign.softprompt`), rewritten whenever it improves;
+- ``history.csv``: one row per generation or step (evaluations, forward-pass equivalents, wall time, the
+  objective's loss and the pooled loss of this step's candidate, its validation loss where validated, the selected
+  prompt's losses and indices);
+- the selected soft prompt (see :mod:`culturealign.softprompt`), rewritten whenever it changes: the one best on the
+  validation wording (every ``validate_every`` steps), or without validation the one best on training;
 - ``checkpoint.safetensors``: the state after the last complete generation or step, written atomically. It holds
   no code (no pickle): the run state as JSON in the header, and for ``adam`` the prompt and Adam's moments as
   tensors. A black-box optimiser is rebuilt by replaying its recorded generations, which gives the same state.
@@ -41,7 +45,8 @@ from safetensors.torch import save
 
 from .backends import get_backend
 from .backends.base import require_gradients
-from .config import GRADIENT_OPTIMIZERS, AlignConfig, MeasureConfig, SoftPromptConfig  # noqa: F401  (re-exported)
+from .config import (AUTO_VALIDATION, GRADIENT_OPTIMIZERS, VALIDATION_WORDING, AlignConfig,  # noqa: F401
+                     MeasureConfig, SoftPromptConfig)  # (re-exported)
 from .errors import CultureAlignError
 from .executors import worker_context
 from .io import atomic_write_bytes, atomic_write_json, atomic_write_text, refuse_overwrite
@@ -63,8 +68,10 @@ class AlignState:
     generation: int = 0                # generations (black-box) or steps (gradient) done
     evaluations: int = 0               # candidate evaluations (black-box) or gradient steps
     cost: float = 0.0                  # forward-pass equivalents used
-    best_loss: float = float("inf")
+    best_loss: float = float("inf")   # the selected prompt's training loss (the objective's)
     best_indices: list[float] | None = None
+    best_validation_loss: float = float("inf")   # the selected prompt's validation loss (with validation on)
+    best_generation: int = 0           # the step (generation) whose candidate is the selected prompt
     best_z: list[float] | None = None  # black-box: the best search vector
     stale: int = 0                     # generations since the best improved
     told: list[list[float]] = field(default_factory=list)  # black-box: the losses told, replayed on resume
@@ -75,7 +82,7 @@ class AlignState:
     def from_dict(cls, data: dict) -> "AlignState":
         try:
             state = cls(**data)
-            state.best_loss = float(state.best_loss)
+            state.best_loss, state.best_validation_loss = float(state.best_loss), float(state.best_validation_loss)
             if not all(isinstance(x, int) for x in (state.generation, state.evaluations, state.stale)):
                 raise TypeError("generation, evaluations and stale must be integers")
             if not isinstance(state.history, list) or not isinstance(state.told, list):
@@ -87,8 +94,8 @@ class AlignState:
 
 # ---- evaluators: where a population is scored ---------------------------------------------------------------------
 class Evaluator(Protocol):
-    """What scores a population: soft prompts ``(P, n_tokens, hidden)`` -> expected answers ``(P, n_items)`` (1..5), and
-    a JSON-ready description for run.json."""
+    """What scores a population: soft prompts ``(P, n_tokens, hidden)`` -> expected answers ``(P, n_wordings,
+    n_orders, n_items)`` (1..5), and a JSON-ready description for run.json."""
 
     def __call__(self, prompts: torch.Tensor) -> np.ndarray: ...
 
@@ -96,21 +103,21 @@ class Evaluator(Protocol):
 
 
 class LocalEvaluator:
-    """Expected answers ``(P, n_items)`` of soft prompts ``(P, n_tokens, hidden)``: one batched call on this process's
-    model (the ``survey``'s), with the prompts placed as ``placement`` says."""
+    """Expected answers ``(P, n_wordings, n_orders, n_items)`` of soft prompts ``(P, n_tokens, hidden)``: one batched
+    call per wording on this process's model (the ``surveys``', or one ``survey``'s), placed as ``placement`` says."""
 
-    def __init__(self, survey, placement: str):
-        self.survey, self.placement = survey, placement
+    def __init__(self, surveys, placement: str):
+        self.surveys, self.placement = surveys if isinstance(surveys, (list, tuple)) else [surveys], placement
 
     def __call__(self, prompts: torch.Tensor) -> np.ndarray:
-        return self.survey.answer(prompts, self.placement).expected
+        return np.stack([s.answer(prompts, self.placement).expected_by_order for s in self.surveys], axis=1)
 
     def describe(self) -> dict:
         return {"kind": "local"}
 
 
 class SplitEvaluator:
-    """Expected answers ``(P, n_items)`` of soft prompts ``(P, n_tokens, hidden)``, the population split into contiguous
+    """Expected answers ``(P, 1, n_orders, n_items)`` of soft prompts ``(P, n_tokens, hidden)``, the population split into contiguous
     chunks, one per worker of ``executor`` (each worker's context is a Session of ``config.measure``: its model,
     loaded once), each chunk scored in one batched call there, the answers put back in population order.
 
@@ -125,8 +132,8 @@ class SplitEvaluator:
     >>> tok = make_tokenizer(); backend = HFBackend(LoadedModel(make_model(tok), tok, "tiny", "tiny"))
     >>> config = AlignConfig(country="CN", optimizer="cma", measure=MeasureConfig(constants="zero", order="forward"))
     >>> evaluator = SplitEvaluator(LocalExecutor(context=Session(config.measure, backend=backend)), config)
-    >>> evaluator(torch.zeros(3, 2, backend.hidden_size)).shape      # (P, n_tokens, hidden) -> (P, n_items)
-    (3, 24)
+    >>> evaluator(torch.zeros(3, 2, backend.hidden_size)).shape  # (P, n_tokens, hidden) -> (P, wordings, orders, items)
+    (3, 1, 1, 24)
     >>> evaluator.describe()
     {'kind': 'local'}
     """
@@ -146,7 +153,7 @@ class SplitEvaluator:
 
 def answer_on_worker(measure: MeasureConfig, style: str, country: str, placement: str,
                      prompts: torch.Tensor) -> np.ndarray:
-    """Runs on a worker: expected answers ``(P, n_items)`` of ``prompts`` on the worker's model, ``country`` looked
+    """Runs on a worker: expected answers ``(P, 1, n_orders, n_items)`` of ``prompts`` on the worker's model, ``country`` looked
     up in its questionnaire's targets (the Session caches the survey, so it is built on the first chunk only)."""
     session = worker_context()
     if not isinstance(session, Session) or session.config != measure:
@@ -156,8 +163,11 @@ def answer_on_worker(measure: MeasureConfig, style: str, country: str, placement
 
 
 def check_executor(config: AlignConfig, executor: str) -> None:
-    """A gradient run cannot be split over workers (one backward pass through one model): a clear error, before
-    any worker starts."""
+    """A gradient run cannot be split over workers (one backward pass through one model), nor yet a run on several
+    wordings (the workers hold one questionnaire): a clear error, before any worker starts."""
+    if config.wordings:
+        raise CultureAlignError(f"--executor {executor} scores one wording: train on several wordings (--questionnaire "
+                                "more than once) with --executor local")
     if config.gradient:
         raise CultureAlignError(f"--optimizer {config.optimizer} takes gradients through one model, so its steps "
                                 f"cannot be split over --executor {executor}: use --executor local, or a black-box "
@@ -180,8 +190,16 @@ class Alignment:
         self.session.resolve_constants()
         self.dimensions = self.session.questionnaire.dimensions
         self.objective = self.session.objective(self.country)
-        self.survey = self.session.survey(config.prompt, self.country)
-        self.evaluator = evaluator or LocalEvaluator(self.survey, config.soft.placement)
+        # every training wording shares the model and the first wording's constants (one scale for all of them)
+        self.wordings = [self.session, *(self.session.with_questionnaire(w) for w in config.wordings)]
+        self.surveys = [w.survey(config.prompt, self.country) for w in self.wordings]
+        self.survey = self.surveys[0]
+        self.evaluator = evaluator or LocalEvaluator(self.surveys, config.soft.placement)
+        self.validation = validation_session(config, self.session, self.wordings)
+        if self.validation is not None:
+            self.validation_objective = self.validation.objective(self.country)
+            self.validation_evaluator = LocalEvaluator(self.validation.survey(config.prompt, self.country),
+                                                       config.soft.placement)
         backend = self.session.backend
         self.p0 = initial_embeddings(config.soft, backend, backend.tokenizer, self.country.name, config.seed)
         self.sigma = embedding_scale(backend)
@@ -199,33 +217,66 @@ class Alignment:
         """Units of work in the whole run (candidate evaluations, or gradient steps)."""
         return self.config.budget
 
-    def evaluate(self, zs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Losses ``(P,)`` and indices ``(P, n_dimensions)`` of a population of search vectors ``(P, dim)``."""
-        expected = self.evaluator(self.space(zs))
-        return self.objective.loss(expected), self.objective.indices(expected)
+    def losses(self, block_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The objective's losses ``(P,)``, the pooled losses ``(P,)`` and the pooled indices ``(P, n_dimensions)``
+        of every block's indices ``(P, n_wordings, n_orders, n_dimensions)``."""
+        return (self.objective.survey_loss_of_indices(block_indices, self.config.objective),
+                self.objective.survey_loss_of_indices(block_indices, "pooled"),
+                np.nanmean(block_indices, axis=(1, 2)))
+
+    def evaluate(self, zs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`losses` of a population of search vectors ``(P, dim)``."""
+        expected = self.evaluator(self.space(zs))              # (P, n_wordings, n_orders, n_items)
+        return self.losses(self.objective.indices(expected.reshape(-1, expected.shape[-1])).reshape(
+            *expected.shape[:3], -1))
 
     def step(self) -> dict:
         zs = self.optimizer.ask()
-        losses, indices = self.evaluate(zs)
+        losses, pooled, indices = self.evaluate(zs)
         self.optimizer.tell(zs, losses)
         self.state.told.append([float(x) for x in losses])
         best = int(np.argmin(losses))
         return self._record(len(zs), float(len(zs)), float(losses[best]), indices[best], zs[best],
-                            median_loss=float(np.median(losses)))
+                            pooled_loss=float(pooled[best]), median_loss=float(np.median(losses)))
+
+    def validation_loss(self, z) -> float:
+        """The per-order loss of candidate ``z`` on the validation wording (each asked order scored on its own)."""
+        expected = self.validation_evaluator(self._embeddings_of(z)[None])
+        return float(self.validation_objective.survey_loss(expected, "per-order")[0])
+
+    def _embeddings_of(self, z) -> torch.Tensor:
+        return self.space(np.asarray(z, dtype=float)[None])[0]
+
+    def _validation_due(self) -> bool:
+        """Validate the first candidate (the start's neighbourhood), every ``validate_every``-th after it and the last."""
+        return (self.state.generation - 1) % self.config.validate_every == 0 or self.budget_spent
 
     def _record(self, evaluations: int, cost: float, loss: float, indices: np.ndarray, z, **extra) -> dict:
         st = self.state
         st.generation += 1
         st.evaluations += evaluations
         st.cost += cost
-        if loss < st.best_loss - 1e-9:
-            st.best_loss, st.best_indices, st.stale = loss, [float(v) for v in indices], 0
-            self._keep_best(z)
+        validation = None
+        if self.validation is None:  # the prompt best on training is kept
+            better = loss < st.best_loss - 1e-9
+        elif self._validation_due():  # the prompt best on the validation wording is kept
+            validation = self.validation_loss(z)
+            better = validation < st.best_validation_loss - 1e-9
         else:
+            better = None  # not a validation point: neither better nor stale
+        if better:
+            st.best_loss, st.best_indices, st.stale, st.best_generation = loss, [float(v) for v in indices], 0, st.generation
+            if validation is not None:
+                st.best_validation_loss = validation
+            self._keep_best(z)
+        elif better is not None:
             st.stale += 1
         row = {"generation": st.generation, "evaluations": st.evaluations, "forward_equivalents": st.cost,
-               "wall_s": 0.0, "best_loss": st.best_loss, "loss": loss, **extra,
-               **{f"best_{d}": float(v) for d, v in zip(self.dimensions, st.best_indices)}}
+               "wall_s": 0.0, "loss": loss, **extra, "validation_loss": "" if validation is None else validation,
+               "best_loss": st.best_loss,
+               "best_validation_loss": "" if self.validation is None else st.best_validation_loss,
+               "best_generation": st.best_generation,
+               **{f"best_{d}": float(v) for d, v in zip(self.dimensions, st.best_indices or [math.nan] * len(self.dimensions))}}
         st.history.append(row)
         return row
 
@@ -275,7 +326,9 @@ class Alignment:
         backend = self.session.backend
         return {"country": self.country.name, "target": {d: self.country.scores.get(d) for d in self.dimensions},
                 "constants": self.session.constants_for(self.country).to_dict()["values"], "loss": self.state.best_loss,
-                "loss_dimensions": self.objective.dimensions, "seed": self.config.seed, "model": backend.model_id,
+                "loss_dimensions": self.objective.dimensions, "objective": self.config.objective,
+                "validation_loss": None if self.validation is None else self.state.best_validation_loss,
+                "seed": self.config.seed, "model": backend.model_id,
                 "model_path": backend.provenance()["path"], "prompt": self.config.prompt, "n_tokens": self.config.soft.n_tokens,
                 "optimizer": self.config.optimizer}
 
@@ -301,7 +354,15 @@ class Alignment:
                     for d, v in zip(self.dimensions, st.best_indices)}
         record = {"status": status, "config": self.config.to_dict(), "seed": self.config.seed,
                   "country": self.country.to_dict(), "loss_dimensions": self.objective.dimensions,
-                  "constants": self.session.constants_for(self.country).to_dict(), "best": {"loss": st.best_loss, "indices": best},
+                  "constants": self.session.constants_for(self.country).to_dict(),
+                  "best": {"loss": st.best_loss, "objective": self.config.objective, "generation": st.best_generation,
+                           "indices": best},
+                  "wordings": {"training": [w.questionnaire.source for w in self.wordings],
+                               "validation": None if self.validation is None else {
+                                   "questionnaire": self.validation.questionnaire.source,
+                                   "orders": self.validation.survey(self.config.prompt, self.country).orders,
+                                   "every": self.config.validate_every, "objective": "per-order",
+                                   "best_loss": st.best_validation_loss if st.best_indices else None}},
                   "optimizer_kind": self.kind, "executor": self.evaluator.describe(),
                   "evaluations": st.evaluations, "generations": st.generation,
                   "forward_equivalents": st.cost, "search_dim": self.search_dim, "wall_time_s": st.elapsed,
@@ -330,10 +391,13 @@ class GradientAlignment(Alignment):
                                     "not differentiable; use a black-box optimiser (--optimizer cma, de or random)")
         self.prompt = self.p0.clone().float().unsqueeze(0).requires_grad_(True)   # (1, n_tokens, hidden)
         self.adam = torch.optim.Adam([self.prompt], lr=self.config.lr)
-        self.grad = SurveyGradient(self.survey, self.objective.constants, self.config.soft.placement,
-                                   self.config.checkpointing)
+        self.grads = [SurveyGradient(survey, self.objective.constants, self.config.soft.placement,
+                                     self.config.checkpointing) for survey in self.surveys]
+        self.grad = self.grads[0]
+        # the wordings' losses average: each backward pass adds its 1 / n_wordings share of the gradient
         self.loss_fn = alignment_loss(self.objective.target_vector, self.objective.dimensions, self.config.loss,
-                                      self.config.huber_delta, self.dimensions)
+                                      self.config.huber_delta, self.dimensions, self.config.objective,
+                                      weight=1.0 / len(self.grads))
         self.best = self.p0.clone().float()
 
     @property
@@ -353,13 +417,17 @@ class GradientAlignment(Alignment):
             group["lr"] = lr
         self.adam.zero_grad(set_to_none=True)
         current = self.prompt.detach()[0].clone()
-        indices = self.grad.backward(self.prompt, self.loss_fn)[0]
-        loss = float(self.objective.loss_of_indices(indices[None])[0])   # always the true L1
+        block_indices = np.stack([g.backward(self.prompt, self.loss_fn) for g in self.grads], axis=1)
+        losses, pooled, indices = self.losses(block_indices)    # always the true L1, whatever the surrogate
         grad_norm = float(self.prompt.grad.norm())       # recorded before clipping
         if self.config.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_([self.prompt], self.config.max_grad_norm)
         self.adam.step()
-        return self._record(1, self.grad.step_cost, loss, indices, current, lr=lr, grad_norm=grad_norm)
+        return self._record(1, sum(g.step_cost for g in self.grads), float(losses[0]), indices[0], current,
+                            pooled_loss=float(pooled[0]), lr=lr, grad_norm=grad_norm)
+
+    def _embeddings_of(self, z) -> torch.Tensor:
+        return z
 
     def _keep_best(self, embeddings: torch.Tensor) -> None:
         self.best = embeddings
@@ -395,6 +463,26 @@ class GradientAlignment(Alignment):
     @property
     def search_dim(self) -> int:
         return self.prompt.numel()
+
+
+def validation_session(config: AlignConfig, session: Session, training: list[Session]) -> Session | None:
+    """The session that scores the validation wording (``config.validate``; ``auto``: the shipped validation wording
+    when the instrument is the VSM 2013, else none), sharing the model and constants; None without validation. The
+    validation wording must not be one of the training wordings."""
+    if config.validate is None:
+        return None
+    wording = VALIDATION_WORDING if config.validate == AUTO_VALIDATION else config.validate
+    try:
+        validation = session.with_questionnaire(wording)
+    except CultureAlignError:
+        if config.validate == AUTO_VALIDATION:  # another instrument: nothing shipped to validate on
+            return None
+        raise
+    if validation.questionnaire.raw == training[0].questionnaire.raw or any(
+            validation.questionnaire.raw == t.questionnaire.raw for t in training):
+        raise CultureAlignError(f"the validation wording {validation.questionnaire.source} is one of the training "
+                                "wordings: validate on a wording the prompt is not trained on (--validate)")
+    return validation
 
 
 def _checked(tensors: dict, name: str, shape) -> torch.Tensor:

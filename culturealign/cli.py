@@ -33,12 +33,13 @@ FLAGS = {
         ("backend", "--backend"), ("backend_args", "--backend-args")]},
     **{f"SoftPromptConfig.{name}": flag for name, flag in [
         ("n_tokens", "--n-tokens"), ("placement", "--placement"), ("init", "--init"), ("init_text", "--init-text"),
-        ("space", "--space"), ("subspace_dim", "--subspace-dim"), ("scale", "--scale")]},
+        ("space", "--space"), ("subspace_dim", "--subspace-dim"), ("scale", "--scale"), ("init_noise", "--init-noise")]},
     **{f"AlignConfig.{name}": flag for name, flag in [
         ("country", "--country"), ("prompt", "--prompt"), ("optimizer", "--optimizer"), ("popsize", "--popsize"),
         ("budget", "--budget"), ("seed", "--seed"), ("patience", "--patience"), ("steps", "--steps"),
         ("lr", "--lr"), ("schedule", "--schedule"), ("loss", "--loss"), ("huber_delta", "--huber-delta"), ("max_grad_norm", "--max-grad-norm"),
-        ("checkpointing", "--checkpointing")]},
+        ("checkpointing", "--checkpointing"), ("objective", "--objective"), ("wordings", "--questionnaire"),
+        ("validate", "--validate"), ("validate_every", "--validate-every")]},
     "PromptConfig.style": "--prompt", "reach.steps": "--steps", "reach.dimensions": "--dimensions",
 }
 
@@ -252,6 +253,9 @@ def align(
     huber_delta: float = typer.Option(_ALIGN.huber_delta, "--huber-delta", help="adam with --loss huber: quadratic within this many index points"),
     max_grad_norm: Optional[float] = typer.Option(_ALIGN.max_grad_norm, "--max-grad-norm", help="adam: clip the gradient to this norm before each step (0: no clipping)"),
     checkpointing: bool = typer.Option(False, "--checkpointing", help="adam: recompute activations in the backward pass (less memory, more time)"),
+    objective: str = typer.Option(_ALIGN.objective, "--objective", help="per-order (each option order and wording scored on its own, losses averaged) or pooled (expected answers averaged over the orders first)"),
+    validate: str = typer.Option(_ALIGN.validate, "--validate", help="the wording that picks the saved prompt (a registered name or a file of the same instrument): auto (vsm2013-validation for the VSM 2013), or none (keep the prompt best on training)"),
+    validate_every: int = typer.Option(_ALIGN.validate_every, "--validate-every", help="score the validation wording every N steps (or generations), and at the last"),
     n_tokens: int = typer.Option(_SOFT.n_tokens, "--n-tokens", help="virtual tokens in the soft prompt"),
     placement: str = typer.Option(_SOFT.placement, "--placement", help="prefix (before everything; exported as a PEFT adapter) or suffix (after the item text; about 4.6x cheaper on CPU, less leverage)"),
     init: str = typer.Option(_SOFT.init, "--init", help="text (embeddings of --init-text), vocab (random vocabulary rows) or random"),
@@ -259,8 +263,10 @@ def align(
     space: str = typer.Option(_SOFT.space, "--space", help="full (every embedding coordinate) or subspace (random projection)"),
     subspace_dim: int = typer.Option(_SOFT.subspace_dim, "--subspace-dim", help="dimension of the random subspace"),
     scale: float = typer.Option(_SOFT.scale, "--scale", help="perturbation scale, in units of the embedding matrix's standard deviation"),
+    init_noise: float = typer.Option(_SOFT.init_noise, "--init-noise", help="with a text start: seeds above 0 add Gaussian noise of this many embedding SDs (seed 0 starts at the text)"),
     model: str = ModelOpt, device: str = DeviceOpt, dtype: str = DtypeOpt,
-    questionnaire: Optional[str] = QuestionnaireOpt, constants: str = ConstantsOpt, cat_mas_weight: bool = MasOpt,
+    questionnaire: Optional[List[str]] = typer.Option(None, "--questionnaire", help="the training wording (a registered instrument or a questionnaire JSON); give it again to train on several wordings of one instrument, e.g. --questionnaire vsm2013 --questionnaire vsm2013-reworded"),
+    constants: str = ConstantsOpt, cat_mas_weight: bool = MasOpt,
     dimensions: Optional[str] = DimensionsOpt, order: str = OrderOpt, labels: str = LabelsOpt,
     answer_prefix: str = PrefixOpt, seed: int = SeedOpt, batch_size: int = BatchOpt,
     max_memory: Optional[float] = MemoryOpt, backend: str = BackendOpt, backend_args: Optional[str] = BackendArgsOpt,
@@ -281,17 +287,20 @@ def align(
     elif country is None:
         raise CultureAlignError("give the target with --country (see `culturealign countries`)")
     else:
-        targets = targets_for(questionnaire)
+        first, *more = questionnaire or [None]
+        targets = targets_for(first)
         targets.check([targets.lookup(country)], dimensions)
         soft = SoftPromptConfig(n_tokens=n_tokens, placement=placement, init=init, init_text=init_text, space=space,
-                                subspace_dim=subspace_dim, scale=scale)
-        mcfg = _config(model, device, dtype, questionnaire, constants, cat_mas_weight, dimensions, order, labels,
+                                subspace_dim=subspace_dim, scale=scale, init_noise=init_noise)
+        mcfg = _config(model, device, dtype, first, constants, cat_mas_weight, dimensions, order, labels,
                        answer_prefix, seed=seed, batch_size=batch_size, max_memory=max_memory, backend=backend,
                        backend_args=backend_args)
         config = AlignConfig(country=country, prompt=prompt, optimizer=optimizer, popsize=popsize, budget=budget,
                              seed=seed, patience=patience, steps=steps, lr=lr, schedule=schedule, loss=loss,
                              huber_delta=huber_delta, max_grad_norm=max_grad_norm or None,
-                             checkpointing=checkpointing, soft=soft, measure=mcfg)
+                             checkpointing=checkpointing, objective=objective, wordings=more,
+                             validate=None if validate.lower() == "none" else validate,
+                             validate_every=validate_every, soft=soft, measure=mcfg)
     runner = None
     if use_ray:  # each population split over Ray actors (black-box optimisers); the loop and run folder stay here
         run_config = config or read_checkpoint(out)[0]

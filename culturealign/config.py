@@ -141,6 +141,14 @@ class Loss(Choice):
     HUBER = "huber"
 
 
+class ObjectiveKind(Choice):
+    """How the loss combines the option orders (and wordings) a survey is asked in: ``per-order`` scores each
+    (wording, order) block's indices on their own and averages the losses, so that no prompt meets it by pushing the
+    orders apart; ``pooled`` averages the expected answers over the orders first (as ``measure``'s profile does)."""
+    PER_ORDER = "per-order"
+    POOLED = "pooled"
+
+
 class ConstantsKind(Choice):
     """Where the constants C of the index formulas come from: zero, anchored to published scores (fitted per
     model), or a JSON file of six numbers."""
@@ -212,6 +220,13 @@ class ConstantsSpec:
     def __hash__(self) -> int:
         return hash(str(self))  # as the string it equals
 
+
+#: ``AlignConfig.validate``'s default: the shipped validation wording when the instrument is the VSM 2013
+AUTO_VALIDATION = "auto"
+#: the wordings of the VSM 2013 shipped with the package, by role (instrument.py registers them by these names)
+TRAIN_WORDINGS = ("vsm2013", "vsm2013-reworded")
+VALIDATION_WORDING = "vsm2013-validation"
+TEST_WORDING = "vsm2013-test"
 
 INITS = Init.values()
 SPACES = Space.values()
@@ -385,6 +400,9 @@ class SoftPromptConfig:
     space: Space = Space.SUBSPACE
     subspace_dim: int = 64
     scale: float = 1.0
+    # seeds > 0 of a text start add Gaussian noise of this many embedding SDs per coordinate (seed 0: the text
+    # itself), so that seeds of a gradient run are different runs; 0 keeps every seed at the text
+    init_noise: float = 0.5
 
     def __post_init__(self) -> None:
         self.placement = Placement.parse(self.placement, "SoftPromptConfig.placement", "placement")
@@ -397,6 +415,9 @@ class SoftPromptConfig:
         if not (math.isfinite(self.scale) and self.scale > 0):
             raise ConfigError(f"SoftPromptConfig.scale must be a positive number (units of the embedding SD), "
                               f"not {self.scale}", "SoftPromptConfig.scale")
+        if not (math.isfinite(self.init_noise) and self.init_noise >= 0):
+            raise ConfigError(f"SoftPromptConfig.init_noise must be a non-negative number (units of the embedding "
+                              f"SD), not {self.init_noise}", "SoftPromptConfig.init_noise")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -411,6 +432,13 @@ class AlignConfig:
     survey row), ``lr``, ``schedule``, ``loss`` (the surrogate it descends; the reported loss is always the true L1),
     ``max_grad_norm`` (the gradient is clipped to this norm before each step) and ``checkpointing`` (recompute
     activations in the backward pass to save memory).
+
+    Both kinds share the ``objective`` (``per-order`` or ``pooled``, :class:`ObjectiveKind`), the training
+    ``wordings`` (further files or names of the same instrument as ``measure.questionnaire``; the loss is averaged
+    over every wording and order) and the validation that picks the saved prompt: every ``validate_every`` steps
+    (or generations) the prompt is scored on the ``validate`` wording, both orders, each on its own (``auto``: the
+    shipped validation wording for the VSM 2013, none for another instrument; None: no validation, the prompt best
+    on training is kept). ``patience`` counts validations without improvement when validating, else steps.
     """
 
     country: str
@@ -429,6 +457,10 @@ class AlignConfig:
     # stalls the run for hundreds of steps; clipped to norm 1, every step's gradient counts alike (None: no clipping)
     max_grad_norm: float | None = 1.0
     checkpointing: bool = False
+    objective: ObjectiveKind = ObjectiveKind.PER_ORDER   # chosen on validation countries (BENCHMARKS.md)
+    wordings: list[str] = field(default_factory=list)    # further training wordings of the same instrument
+    validate: str | None = AUTO_VALIDATION
+    validate_every: int = 5
     soft: SoftPromptConfig = field(default_factory=SoftPromptConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
 
@@ -438,8 +470,13 @@ class AlignConfig:
             self.optimizer = Optimizer.parse(self.optimizer, "AlignConfig.optimizer", "optimizer")
         self.schedule = Schedule.parse(self.schedule, "AlignConfig.schedule", "schedule")
         self.loss = Loss.parse(self.loss, "AlignConfig.loss", "loss")
+        self.objective = ObjectiveKind.parse(self.objective, "AlignConfig.objective", "objective")
+        self.wordings = [str(w) for w in self.wordings] if isinstance(self.wordings, (list, tuple)) else self.wordings
+        if isinstance(self.validate, os.PathLike):
+            self.validate = os.fspath(self.validate)
         check_field_types(self)
         _at_least(self, "steps", 1)
+        _at_least(self, "validate_every", 1)
         for name in ("lr", "huber_delta"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"AlignConfig.{name} must be positive, not {getattr(self, name)}", f"AlignConfig.{name}")

@@ -1,7 +1,8 @@
 """Gradients of the survey objective with respect to soft prompts (white-box alignment and reach).
 
-The objective is differentiable end to end: option probabilities -> expected answers (both option orders
-averaged, as in measurement) -> the index formulas (affine in the item means) -> a loss on the indices.
+The objective is differentiable end to end: option probabilities -> expected answers per option order -> the
+index formulas (affine in the item means) -> a loss on each order's indices (``per-order``) or on their mean
+(``pooled``, as measurement's profile).
 :class:`SurveyGradient` runs that chain in torch for a batch of soft prompts and accumulates the gradient into
 them, in micro-batches that respect the scorer's memory limit:
 
@@ -19,9 +20,9 @@ Example (a tiny random model; shapes only):
 >>> session = Session(MeasureConfig(constants="zero", order="both"), lm=lm)
 >>> grad = SurveyGradient(session.survey("naive", None), session.constants.values, placement="suffix")
 >>> soft = torch.zeros(2, 3, 32, requires_grad=True)           # (P, n_tokens, hidden)
->>> indices = grad.backward(soft, lambda idx: idx[:, 0])        # minimise PDI of both prompts
->>> indices.shape, soft.grad.shape                             # (P, n_dimensions): the VSM 2013's six
-((2, 6), torch.Size([2, 3, 32]))
+>>> indices = grad.backward(soft, lambda idx: idx[:, :, 0].mean(1))   # minimise PDI of both prompts
+>>> indices.shape, soft.grad.shape                 # (P, n_orders, n_dimensions): both orders, the VSM 2013's six
+((2, 2, 6), torch.Size([2, 3, 32]))
 """
 from __future__ import annotations
 
@@ -60,22 +61,24 @@ class SurveyGradient:
 
     # ---- the differentiable chain ---------------------------------------------------------------------------------
     def expected(self, listed_probs: torch.Tensor) -> torch.Tensor:
-        """``(P, n_rows, 5)`` probabilities in listed order -> ``(P, n_items)`` order-balanced expected answers."""
+        """``(P, n_rows, 5)`` probabilities in listed order -> ``(P, n_orders, n_items)`` expected answers per order
+        (reversed rows mapped back)."""
         probs = listed_probs.double().reshape(listed_probs.shape[0], len(self.orders), self.n_items, N_OPTIONS)
         by_order = [probs[:, o].flip(-1) if order == "reverse" else probs[:, o] for o, order in enumerate(self.orders)]
-        return torch.stack(by_order, 1).mean(1) @ self.answers
+        return torch.stack(by_order, 1) @ self.answers
 
     def indices(self, listed_probs: torch.Tensor) -> torch.Tensor:
-        """``(P, n_rows, 5)`` -> ``(P, n_dimensions)`` indices with the constants applied."""
+        """``(P, n_rows, 5)`` -> ``(P, n_orders, n_dimensions)`` each order's indices with the constants applied (their
+        mean over the orders is the pooled profile: the indices are affine in the expected answers)."""
         return self.expected(listed_probs) @ self.weights.T + self.bias
 
     # ---- gradient accumulation ------------------------------------------------------------------------------------
     def backward(self, soft: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
         """Accumulate ``d sum(loss_fn(indices)) / d soft`` into ``soft.grad``; returns the indices
-        ``(P, n_dimensions)``.
+        ``(P, n_orders, n_dimensions)``.
 
-        soft: ``(P, n_tokens, hidden)`` leaf with ``requires_grad``. loss_fn: ``(P, n_dimensions)`` indices -> ``(P,)`` losses
-        (float64 torch ops). The indices returned are those of ``soft`` before any update.
+        soft: ``(P, n_tokens, hidden)`` leaf with ``requires_grad``. loss_fn: ``(P, n_orders, n_dimensions)`` indices
+        -> ``(P,)`` losses (float64 torch ops). The indices returned are those of ``soft`` before any update.
         """
         if not soft.requires_grad:
             raise CultureAlignError("the soft prompt must require gradients")
@@ -110,31 +113,42 @@ class SurveyGradient:
 
 
 def alignment_loss(target: np.ndarray, dims: list[str], kind: str = "l1", delta: float = 2.0,
-                   dimensions: Sequence[str] = DIMENSIONS):
-    """``(P, n_dimensions)`` indices -> ``(P,)`` losses against ``target`` on ``dims``: true L1, or Huber with
-    ``delta`` index points (smooth near the target; equal to L1 - delta/2 beyond it). ``dimensions``: the columns
-    of the indices, the questionnaire's dimensions (default the VSM 2013's)."""
+                   dimensions: Sequence[str] = DIMENSIONS, objective: str = "per-order", weight: float = 1.0):
+    """``(P, n_orders, n_dimensions)`` indices -> ``(P,)`` losses against ``target`` on ``dims``: true L1, or Huber
+    with ``delta`` index points (smooth near the target; equal to L1 - delta/2 beyond it), of each order's indices
+    averaged over the orders (``per-order``) or of their mean (``pooled``), times ``weight`` (1 / the number of
+    wordings, so that wordings trained on together average). ``dimensions``: the columns of the indices, the
+    questionnaire's dimensions (default the VSM 2013's)."""
     index = [list(dimensions).index(d) for d in dims]
     t = torch.as_tensor(np.asarray(target, dtype=float))
 
     def loss(indices: torch.Tensor) -> torch.Tensor:
-        err = indices[:, index] - t
+        if objective == "pooled":
+            indices = indices.mean(1, keepdim=True)
+        err = indices[..., index] - t                      # (P, n_orders or 1, len(dims))
         if kind == "l1":
-            return err.abs().sum(-1)
-        return torch.nn.functional.huber_loss(err, torch.zeros_like(err), reduction="none", delta=delta).sum(-1) / delta
+            per_block = err.abs().sum(-1)
+        else:
+            per_block = torch.nn.functional.huber_loss(err, torch.zeros_like(err), reduction="none",
+                                                       delta=delta).sum(-1) / delta
+        return weight * per_block.mean(-1)
     return loss
 
 
 def reach(session, country=None, style: str = "naive", soft=None, steps: int = 10, lr: float = 0.01,
           dimensions: list[str] | None = None, seed: int = 0, checkpointing: bool = False, on_step=None) -> dict:
-    """How far soft prompts can move each index on this model: for every dimension, push it down and then up
-    with Adam for ``steps`` gradient steps from the alignment's starting point, and report the range reached.
+    """How far soft prompts can move each index on this model, with every option order asked moving together: for
+    every dimension, push it down and then up with Adam for ``steps`` gradient steps from the alignment's starting
+    point, and report the range reached, pooled and per order.
 
-    session: a :class:`~culturealign.measure.Session`. country: optional target (its scores are shown next to the
-    range, and the start text names it). soft: a :class:`~culturealign.config.SoftPromptConfig` (placement,
-    tokens, init). Returns ``{"dimensions": {dim: {"start", "lowest", "highest", "target", "reachable"}}, ...}``;
-    ``reachable`` is None without a target. ``on_step(dim, direction, step, value)`` reports progress.
-    Cost: ``2 * len(dimensions) * steps`` gradient steps.
+    Down descends the highest of the orders' indices (up: raises the lowest), so a range is one that each order
+    alone reaches: a model that answers by option position can move the pooled index only by moving the orders
+    apart, and shows a narrow per-order range. session: a :class:`~culturealign.session.Session`. country: optional
+    target (its scores are shown next to the range, and the start text names it). soft: a
+    :class:`~culturealign.config.SoftPromptConfig` (placement, tokens, init). Returns ``{"dimensions": {dim:
+    {"start", "lowest", "highest", "target", "reachable", "by_order": {order: {"start", "lowest", "highest",
+    "reachable"}}}}, ...}``; ``reachable`` is None without a target. ``on_step(dim, direction, step, value)``
+    reports progress (``value``: the pooled index). Cost: ``2 * len(dimensions) * steps`` gradient steps.
     """
     from .config import SoftPromptConfig
     from .softprompt import initial_embeddings
@@ -151,31 +165,39 @@ def reach(session, country=None, style: str = "naive", soft=None, steps: int = 1
     grad = SurveyGradient(survey, constants.values, soft.placement, checkpointing)
     p0 = initial_embeddings(soft, session.backend, session.backend.tokenizer, country.name if country else None, seed)
     out: dict = {}
+
+    def summary(values: list[float], target) -> dict:
+        low, high = min(values), max(values)
+        return {"start": values[0], "lowest": low, "highest": high,
+                "reachable": None if target is None else bool(low <= target <= high)}
+
     for dim in dims:
         d = all_dims.index(dim)
-        values = {}
-        for direction, sign in (("down", 1.0), ("up", -1.0)):
+        target = country.scores.get(dim) if country else None
+        seen = {o: [] for o in grad.orders}    # every order's index at every step of both pushes
+        trajectory = {}
+        for direction, push in (("down", lambda idx: idx[:, :, d].max(1).values),
+                                ("up", lambda idx: -idx[:, :, d].min(1).values)):
             prompt = p0.clone().unsqueeze(0).requires_grad_(True)
             adam = torch.optim.Adam([prompt], lr=lr)
-            seen = []
+            pooled = []
             for step in range(steps + 1):
                 adam.zero_grad(set_to_none=True)
                 if step == steps:   # the last prompt is measured, not stepped
                     with torch.no_grad():
-                        value = float(grad.indices(torch.as_tensor(
-                            grad.scorer.score(prompt.detach(), soft.placement).probs))[0, d])
+                        by_order = grad.indices(torch.as_tensor(
+                            grad.scorer.score(prompt.detach(), soft.placement).probs))[0, :, d]
                 else:
-                    value = float(grad.backward(prompt, lambda idx: sign * idx[:, d])[0, d])
+                    by_order = torch.as_tensor(grad.backward(prompt, push)[0, :, d])
                     adam.step()
-                seen.append(value)
+                for o, order in enumerate(grad.orders):
+                    seen[order].append(float(by_order[o]))
+                pooled.append(float(by_order.mean()))
                 if on_step:
-                    on_step(dim, direction, step, value)
-            values[direction] = seen
-        target = country.scores.get(dim) if country else None
-        lowest, highest = min(values["down"] + values["up"]), max(values["down"] + values["up"])
-        out[dim] = {"start": values["down"][0], "lowest": lowest, "highest": highest, "target": target,
-                    "reachable": None if target is None else bool(lowest <= target <= highest),
-                    "trajectory": values}
+                    on_step(dim, direction, step, pooled[-1])
+            trajectory[direction] = pooled
+        out[dim] = {**summary(trajectory["down"] + trajectory["up"], target), "target": target,
+                    "by_order": {o: summary(v, target) for o, v in seen.items()}, "trajectory": trajectory}
     return {"dimensions": out, "steps": steps, "lr": lr, "placement": soft.placement, "n_tokens": soft.n_tokens,
-            "prompt": style, "country": country.name if country else None,
+            "prompt": style, "country": country.name if country else None, "orders": list(grad.orders),
             "constants": constants.to_dict(), "gradient_steps": 2 * len(dims) * steps}

@@ -42,8 +42,14 @@ BUILTIN_INSTRUMENT = "vsm2013"
 #: The file is read only when the instrument is used.
 INSTRUMENTS: dict[str, object] = {BUILTIN_INSTRUMENT: resources.files("culturealign") / "data/vsm2013/vsm2013.json"}
 _SOURCES = {BUILTIN_INSTRUMENT: "builtin:vsm2013-en"}  # how a registered instrument is named in provenance
+#: rewordings of the VSM 2013's 24 items written for this project, one per role (README, "Wordings"): a second
+#: training wording, the validation wording that picks the saved prompt, and a test wording nothing is tuned on
+for _name in ("vsm2013-reworded", "vsm2013-validation", "vsm2013-test"):
+    INSTRUMENTS[_name] = resources.files("culturealign") / f"data/vsm2013/{_name}.json"
 #: a dimension name: usable in --dimensions A,B and as a history.csv column (best_<name>)
 _DIMENSION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+#: names a dimension cannot have: history.csv's best_<name> columns that are not indices
+_RESERVED = ("loss", "validation_loss", "generation")
 
 
 def register_instrument(name: str, target: str | os.PathLike | object) -> None:
@@ -236,6 +242,23 @@ class Questionnaire:
                 w[d, b - 1] -= weight
         return w
 
+    def check_same_instrument(self, other: "Questionnaire") -> None:
+        """A clear error unless ``other`` is a wording of this instrument: the same dimensions, item count and index
+        formulas (the texts may differ). Wordings trained on together or scored against one another must be.
+
+        >>> Questionnaire.load("vsm2013").check_same_instrument(Questionnaire.load("vsm2013-test"))
+        """
+        if (self.dimensions, self.n_items) != (other.dimensions, other.n_items):
+            raise CultureAlignError(
+                f"questionnaire {other.source} is not a wording of {self.source}: it has {other.n_items} items and "
+                f"the dimensions {', '.join(other.dimensions)}, not {self.n_items} items and "
+                f"{', '.join(self.dimensions)}; give wordings of one instrument")
+        if not np.allclose(self.weight_matrix(), other.weight_matrix()):
+            differ = [d for d, a, b in zip(self.dimensions, self.weight_matrix(), other.weight_matrix())
+                      if not np.allclose(a, b)]
+            raise CultureAlignError(f"questionnaire {other.source} is not a wording of {self.source}: the formulas of "
+                                    f"{', '.join(differ)} differ; give wordings of one instrument")
+
     def raw_indices(self, means: np.ndarray) -> np.ndarray:
         """Raw indices (constants 0) from item means; ``means`` (..., n_items) -> (..., n_dimensions)."""
         means = np.asarray(means, dtype=float)
@@ -275,9 +298,9 @@ def _indices(indices: dict, problems: list[str]) -> tuple[dict, dict, dict]:
         problems.append("'indices' is missing or empty (an object: dimension -> {'name', 'terms'})")
     seen: dict[str, str] = {}
     for dim, spec in indices.items():
-        if not _DIMENSION_NAME.fullmatch(dim) or dim.lower() == "loss":
+        if not _DIMENSION_NAME.fullmatch(dim) or dim.lower() in _RESERVED:
             problems.append(f"index name {dim!r:.40} must be a letter followed by letters, digits or _ "
-                            "(and not 'loss', a column of history.csv)")
+                            f"(and not {', '.join(map(repr, _RESERVED))}: columns of history.csv)")
             continue
         if dim.lower() in seen:
             problems.append(f"indices {seen[dim.lower()]} and {dim} differ only in case")

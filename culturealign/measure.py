@@ -56,14 +56,16 @@ def measurement_record(questionnaire: Questionnaire, objective: Objective, answe
     expected = answers.expected[0]
     indices = objective.indices(expected)[0]
     target = objective.target
+    order_indices = objective.indices(answers.expected_by_order[0])     # (n_orders, n_dimensions)
     dims = {}
     for d, dim in enumerate(questionnaire.dimensions):
         t = target.scores.get(dim)
         dims[dim] = {"name": questionnaire.names[dim], "target": t, "model": float(indices[d]),
+                     "by_order": {order: float(order_indices[o, d]) for o, order in enumerate(answers.orders)},
                      "abs_diff": None if t is None else float(abs(indices[d] - t)),
                      "in_loss": dim in objective.dimensions, "source": target.sources.get(dim)}
     items = []
-    by_order = answers.expected_by_order[0]
+    by_order = answers.expected_by_order[0]   # (n_orders, n_items)
     for i, item in enumerate(questionnaire.items):
         row = {"item": item.id, "text": item.text, "expected": float(expected[i]),
                "probs": [float(p) for p in answers.probs[0, i]], "mass": _float(answers.mass[0, i])}
@@ -72,8 +74,11 @@ def measurement_record(questionnaire: Questionnaire, objective: Objective, answe
         if answers.unparsed is not None:
             row["unparsed"] = int(answers.unparsed[0, :, i].sum())
         items.append(row)
+    # the pooled profile's loss, and each order's own: they disagree when the orders are moved apart
+    by_order_loss = {order: float(objective.loss(by_order[o][None])[0]) for o, order in enumerate(answers.orders)}
     return {"country": target.to_dict(), "prompt": style, "loss_dimensions": objective.dimensions,
-            "loss": float(objective.loss(expected)[0]), "indices": dims, "items": items,
+            "loss": float(objective.loss(expected)[0]), "loss_by_order": by_order_loss,
+            "per_order_loss": float(np.mean(list(by_order_loss.values()))), "indices": dims, "items": items,
             "diagnostics": diagnostics(answers)}
 
 

@@ -57,6 +57,43 @@ class Objective:
         """``(P, n_dimensions)`` indices -> ``(P,)`` L1 losses over ``dimensions``."""
         return np.abs(np.atleast_2d(indices)[:, self._dim_index] - self.target_vector).sum(axis=1)
 
+    def survey_loss(self, expected: np.ndarray, objective: str = "per-order") -> np.ndarray:
+        """The alignment objective over every block a survey was asked in: ``expected`` ``(P, n_orders, n_items)``
+        (one wording) or ``(P, n_wordings, n_orders, n_items)`` -> ``(P,)``.
+
+        ``per-order``: each (wording, order) block's L1 loss, averaged; ``pooled``: per wording the L1 loss of the
+        expected answers averaged over the orders, averaged over the wordings. By the triangle inequality per-order
+        is never below pooled: a prompt cannot meet it by moving the two orders apart.
+
+        >>> from culturealign.instrument import Questionnaire
+        >>> from culturealign.targets import lookup
+        >>> objective = Objective(Questionnaire.builtin(), np.zeros(6), lookup("China"), ["PDI"])
+        >>> expected = np.full((1, 2, 24), 3.0)           # (P, orders, 24); China's PDI is 80
+        >>> expected[0, 0, 6] = 3 + 160 / 35              # item 7 (weight 35): PDI 160 in one order, 0 in the other
+        >>> objective.survey_loss(expected, "pooled").round(6).tolist()      # their mean is 80: met
+        [0.0]
+        >>> objective.survey_loss(expected, "per-order").round(6).tolist()   # each order is 80 off
+        [80.0]
+        """
+        expected = np.asarray(expected, dtype=float)
+        if expected.ndim == 3:
+            expected = expected[:, None]
+        if expected.ndim != 4:
+            raise CultureAlignError(f"expected answers must be (P, n_orders, n_items) or (P, n_wordings, n_orders, "
+                                    f"n_items), not {expected.shape}")
+        return self.survey_loss_of_indices(self.indices(expected.reshape(-1, expected.shape[-1])).reshape(
+            *expected.shape[:3], -1), objective)
+
+    def survey_loss_of_indices(self, indices: np.ndarray, objective: str = "per-order") -> np.ndarray:
+        """:meth:`survey_loss` from each block's indices ``(P, n_wordings, n_orders, n_dimensions)`` (NaN blocks,
+        orders not asked, are left out) -> ``(P,)``."""
+        indices = np.asarray(indices, dtype=float)
+        if objective == "pooled":
+            indices = np.nanmean(indices, axis=2, keepdims=True)   # the indices are affine in the expected answers
+        blocks = indices.reshape(indices.shape[0], -1, indices.shape[-1])
+        losses = np.stack([self.loss_of_indices(blocks[:, b]) for b in range(blocks.shape[1])], axis=1)
+        return losses.mean(axis=1)
+
     def reference_mean_loss(self) -> float:
         """Loss of the predictor that outputs raw indices 0 (under anchored constants: the reference mean)."""
         return float(np.abs(self.constants[self._dim_index] - self.target_vector).sum())

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import platform
 import sys
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -113,6 +114,15 @@ class Session:
         if self.config.answer_mode == "sample":
             return survey.sample(self.config.samples, self.config.seed, soft, placement)
         return survey.answer(soft, placement)
+
+    def with_questionnaire(self, spec: str, order: str | None = None) -> "Session":
+        """A session on another wording ``spec`` (a registered name or a file) of this session's instrument, sharing
+        its model and its resolved constants (a wording is scored on the same scale as the one the constants were
+        fitted on), optionally asked in another ``order``. A questionnaire of another instrument is a clear error."""
+        config = replace(self.config, questionnaire=str(spec), order=order or self.config.order)
+        questionnaire = Questionnaire.load(config.questionnaire).with_mas_weight(config.mas_weight)
+        self.questionnaire.check_same_instrument(questionnaire)
+        return Session(config, constants=self.resolve_constants(), backend=self.backend)
 
     def resolve_constants(self) -> consts.Constants:
         """The constants of the configuration, resolved once (:func:`culturealign.constants.resolve`): for

@@ -51,7 +51,8 @@ def embedding_scale(source) -> float:
 def initial_embeddings(config: SoftPromptConfig, source, tokenizer, country_name: str | None,
                        seed: int) -> torch.Tensor:
     """The starting point p0 ``(n_tokens, hidden)``, float32 on the CPU. ``source``: a backend (or the model's
-    input-embedding module); ``tokenizer``: its tokenizer."""
+    input-embedding module); ``tokenizer``: its tokenizer. A text start with ``seed`` > 0 adds Gaussian noise of
+    ``config.init_noise`` embedding SDs per coordinate, so that seeds are different starts (seed 0: the text)."""
     lookup = _embeddings(source)
     gen = torch.Generator().manual_seed(seed)
     if config.init == "random":
@@ -64,7 +65,10 @@ def initial_embeddings(config: SoftPromptConfig, source, tokenizer, country_name
     if not ids:
         raise CultureAlignError(f"--init-text {text!r} has no tokens")
     ids = (ids * (config.n_tokens // len(ids) + 1))[: config.n_tokens]
-    return lookup.embed(torch.tensor(ids))
+    p0 = lookup.embed(torch.tensor(ids))
+    if seed and config.init_noise:
+        p0 = p0 + torch.randn(p0.shape, generator=gen) * (config.init_noise * embedding_scale(lookup))
+    return p0
 
 
 class PromptSpace:

@@ -51,12 +51,19 @@ def print_constants(constants: dict) -> None:
 def print_measurement(record: dict, items: bool = True) -> None:
     c = record["country"]
     table = Table(title=f"{c['name']} ({c['code']}) - prompt: {record['prompt']}")
-    for col in ("dimension", "target", "model", "|diff|", "in loss"):
+    orders = list(record.get("loss_by_order") or {})
+    per_order = orders if len(orders) > 1 else []   # one order asked: its line is the model's
+    for col in ("dimension", "target", "model", *[f"{o} only" for o in per_order], "|diff|", "in loss"):
         table.add_column(col, justify="left" if col == "dimension" else "right")
     for dim, row in record["indices"].items():
-        table.add_row(f"{dim} {row['name']}", _fmt(row["target"], 0), _fmt(row["model"]), _fmt(row["abs_diff"]),
+        table.add_row(f"{dim} {row['name']}", _fmt(row["target"], 0), _fmt(row["model"]),
+                      *[_fmt(row["by_order"][o]) for o in per_order], _fmt(row["abs_diff"]),
                       "yes" if row["in_loss"] else "no")
     table.caption = f"L1 loss over {','.join(record['loss_dimensions'])}: {record['loss']:.1f}"
+    if per_order:
+        table.caption += (" (orders pooled); each order alone: " +
+                          ", ".join(f"{o} {record['loss_by_order'][o]:.1f}" for o in per_order) +
+                          f"; per-order loss {record['per_order_loss']:.1f}")
     console.print(table)
     sources = {row["source"] for row in record["indices"].values() if row["source"]}
     console.print("  scores from: " + "; ".join(sorted(sources)))
@@ -116,9 +123,10 @@ def print_indices(indices: dict, constants: dict, questionnaire: str = "builtin:
 
 
 class AlignProgress:
-    """Progress of `align`: generation, evaluations, best loss, the best candidate's indices, time elapsed and left.
+    """Progress of `align`: the step (gradient) or generation (black-box), the loss, the selected prompt's
+    validation loss and indices, time elapsed and left.
 
-    On a terminal a live bar; otherwise (a log file or a pipe) one plain line per generation, printed whole.
+    On a terminal a live bar; otherwise (a log file or a pipe) one plain line per step or generation, printed whole.
     """
 
     def __init__(self, enabled: bool = True):
@@ -126,11 +134,12 @@ class AlignProgress:
 
         self.enabled = enabled
         self.live = enabled and console.is_terminal
-        self.progress = Progress(TextColumn("[bold]gen {task.fields[gen]}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("evals  best {task.fields[best]}  {task.fields[dims]}"),
+        self.progress = Progress(TextColumn("[bold]{task.fields[unit]} {task.fields[gen]}"), BarColumn(),
+                                 MofNCompleteColumn(), TextColumn("{task.fields[what]}  {task.fields[status]}"),
                                  TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not self.live)
         self.task = None
         self._total = 0
+        self._generations = None
         self._started = time.monotonic()
         self._first = 0
 
@@ -145,16 +154,18 @@ class AlignProgress:
         if self.enabled and run.session.config.constants.kind is ConstantsKind.ANCHORED:
             print_constants(run.session.constants_for(run.country).to_dict())
         self._total, self._first, self._started = run.total, run.state.evaluations, time.monotonic()
+        gradient = run.kind == "gradient"
+        self._generations = None if gradient else -(-run.total // run.config.popsize)
         self.task = self.progress.add_task("align", total=run.total, completed=run.state.evaluations,
-                                           gen=run.state.generation, best="-", dims="")
+                                           unit="step" if gradient else "gen", gen=run.state.generation,
+                                           what="steps" if gradient else "evals", status="")
 
     def update(self, run, row: dict) -> None:
-        dims = _best_indices(row)
-        self.progress.update(self.task, completed=row["evaluations"], gen=row["generation"],
-                             best=f"{row['best_loss']:.1f}", dims=dims)
+        self.progress.update(self.task, completed=row["evaluations"], gen=row["generation"], status=_status(row))
         if self.enabled and not self.live:
             console.print(progress_line(row, self._total, time.monotonic() - self._started,
-                                        row["evaluations"] - self._first), markup=False, highlight=False)
+                                        row["evaluations"] - self._first, self._generations),
+                          markup=False, highlight=False)
 
 
 def _clock(seconds: float) -> str:
@@ -162,25 +173,44 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def progress_line(row: dict, total: int, elapsed: float, done_here: int) -> str:
-    """One generation's progress as a plain line: ``gen 3  48/320 evals  best 12.3  PDI 40 ... IVR 55  0:00:12
-    elapsed, 0:01:08 left`` (time left from this process's pace; ``-`` before the first evaluation).
+def progress_line(row: dict, total: int, elapsed: float, done_here: int, generations: int | None = None) -> str:
+    """One step's (or generation's) progress as a plain line, in its own unit: gradient runs count steps
+    (``step 12/40  loss 36.1  val 40.2 (step 11)  PDI 40 ... IVR 55  0:03:12 elapsed, 0:07:30 left``),
+    black-box runs generations of ``generations`` and evaluations (``gen 3/20 (48/320 evals)  best 12.3 ...``).
+    ``loss`` is this step's training loss, ``best`` the selected prompt's; ``val`` the selected prompt's validation
+    loss and the step it comes from; the indices are the selected prompt's; time left from this process's pace
+    (``-`` before the first unit done here).
 
-    >>> row = {"generation": 3, "evaluations": 48, "best_loss": 12.34,
+    >>> row = {"generation": 3, "evaluations": 48, "loss": 13.0, "best_loss": 12.34, "best_validation_loss": "",
     ...        **{f"best_{d}": 50.0 for d in ("PDI", "IDV", "MAS", "UAI", "LTO", "IVR")}}
-    >>> progress_line(row, total=320, elapsed=12.0, done_here=48)
-    'gen 3  48/320 evals  best 12.3  PDI 50 IDV 50 MAS 50 UAI 50 LTO 50 IVR 50  0:00:12 elapsed, 0:01:08 left'
+    >>> progress_line(row, total=320, elapsed=12.0, done_here=48, generations=20)
+    'gen 3/20 (48/320 evals)  best 12.3  PDI 50 IDV 50 MAS 50 UAI 50 LTO 50 IVR 50  0:00:12 elapsed, 0:01:08 left'
+    >>> row.update(evaluations=3, best_validation_loss=20.04, best_generation=1)
+    >>> progress_line(row, total=40, elapsed=30.0, done_here=3)
+    'step 3/40  loss 13.0  val 20.0 (step 1)  PDI 50 IDV 50 MAS 50 UAI 50 LTO 50 IVR 50  0:00:30 elapsed, 0:06:10 left'
     """
-    dims = _best_indices(row)
     left = _clock(elapsed / done_here * max(total - row["evaluations"], 0)) if done_here > 0 else "-"
-    return (f"gen {row['generation']}  {row['evaluations']}/{total} evals  best {row['best_loss']:.1f}  {dims}  "
-            f"{_clock(elapsed)} elapsed, {left} left")
+    if generations is None:
+        head = f"step {row['generation']}/{total}"
+    else:
+        head = f"gen {row['generation']}/{generations} ({row['evaluations']}/{total} evals)"
+    return f"{head}  {_status(row, generations is None)}  {_clock(elapsed)} elapsed, {left} left"
+
+
+def _status(row: dict, gradient: bool = True) -> str:
+    """The losses and the selected prompt's indices of a history row."""
+    text = f"loss {row['loss']:.1f}" if gradient and "loss" in row else f"best {row['best_loss']:.1f}"
+    if row.get("best_validation_loss") not in ("", None):
+        unit = "step" if gradient else "gen"
+        text += f"  val {row['best_validation_loss']:.1f} ({unit} {row.get('best_generation', '?')})"
+    return f"{text}  {_best_indices(row)}"
 
 
 def _best_indices(row: dict) -> str:
-    """``PDI 50 IDV 50 ...``: the best candidate's index per dimension of a history row (its ``best_<dim>``
-    columns; no dimension is named ``loss``, see :mod:`culturealign.instrument`)."""
-    return " ".join(f"{k[len('best_'):]} {v:.0f}" for k, v in row.items() if k.startswith("best_") and k != "best_loss")
+    """``PDI 50 IDV 50 ...``: the selected prompt's index per dimension of a history row (its ``best_<dim>``
+    columns; no dimension is named ``loss``, ``validation_loss`` or ``generation``, see :mod:`culturealign.instrument`)."""
+    return " ".join(f"{k[len('best_'):]} {v:.0f}" for k, v in row.items()
+                    if k.startswith("best_") and k not in ("best_loss", "best_validation_loss", "best_generation"))
 
 
 def print_run(record: dict) -> None:
@@ -197,15 +227,24 @@ def print_run(record: dict) -> None:
 
 
 def print_reach(result: dict) -> None:
+    orders = result.get("orders") or []
     table = Table(title=f"Reach of {result['n_tokens']}-token {result['placement']} soft prompts: {result['steps']} "
-                        f"gradient steps down and up per dimension (prompt {result['prompt']})")
-    for col in ("dimension", "start", "lowest", "highest", "range", "target", "target in range"):
+                        f"gradient steps down and up per dimension, every order moved together (prompt "
+                        f"{result['prompt']})")
+    for col in ("dimension", "start", "lowest", "highest", "range", *[f"{o} only" for o in orders], "target",
+                "target in range"):
         table.add_column(col, justify="right")
     for dim, r in result["dimensions"].items():
-        inside = "" if r["reachable"] is None else ("yes" if r["reachable"] else "no")
+        yes_no = lambda v: "" if v is None else ("yes" if v else "no")  # noqa: E731
+        by_order = r.get("by_order", {})
+        inside = yes_no(r["reachable"])
+        if r["reachable"] is not None and by_order:
+            inside += " / " + ", ".join(yes_no(by_order[o]["reachable"]) for o in orders)
         table.add_row(dim, _fmt(r["start"]), _fmt(r["lowest"]), _fmt(r["highest"]), _fmt(r["highest"] - r["lowest"]),
+                      *[f"{_fmt(by_order[o]['lowest'])}..{_fmt(by_order[o]['highest'])}" for o in orders],
                       _fmt(r["target"], 0), inside)
-    table.caption = (f"constants: {result['constants']['kind']}; a longer run (more --steps) can only widen a range")
+    table.caption = (f"constants: {result['constants']['kind']}; 'target in range': pooled / each order alone; a "
+                     "longer run (more --steps) can only widen a range")
     console.print(table)
 
 

@@ -45,9 +45,10 @@ def test_same_seed_same_result_and_files(tmp_path, tiny_model, tiny_tokenizer):
     assert a["status"] == "finished" and a["evaluations"] == 16 and a["generations"] == 4
     assert {"config", "seed", "constants", "country", "versions", "wall_time_s"} <= set(a)
     history = (tmp_path / "a" / "history.csv").read_text().splitlines()
-    assert len(history) == 5 and history[0].startswith("generation,evaluations,forward_equivalents,wall_s,best_loss")
-    best = [float(line.split(",")[4]) for line in history[1:]]
-    assert best == sorted(best, reverse=True) and best[-1] == pytest.approx(a["best"]["loss"])
+    assert len(history) == 5 and history[0].startswith("generation,evaluations,forward_equivalents,wall_s,loss,pooled_loss")
+    rows = [dict(zip(history[0].split(","), line.split(","))) for line in history[1:]]
+    selected = [float(r["best_validation_loss"]) for r in rows]  # the validation wording picks the saved prompt
+    assert selected == sorted(selected, reverse=True) and float(rows[-1]["best_loss"]) == pytest.approx(a["best"]["loss"])
     # the saved prompt reproduces the recorded loss and carries its provenance
     assert pa.metadata["country"] == "China" and pa.metadata["seed"] == 1 and pa.placement == "suffix"
     rec = session.measure(lookup("CN"), "naive", pa)

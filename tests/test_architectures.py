@@ -98,7 +98,7 @@ def test_scoring_and_a_gradient_step_on_each_architecture(arch, template):
     grad = SurveyGradient(_full_survey(model, tok), np.zeros(6), "suffix")
     prompt = p0.clone().unsqueeze(0).requires_grad_(True)
     before = prompt.detach().clone()
-    grad.backward(prompt, lambda idx: idx[:, 4])
+    grad.backward(prompt, lambda idx: idx[:, :, 4].mean(1))
     assert prompt.grad is not None and torch.isfinite(prompt.grad).all() and prompt.grad.abs().sum() > 0
     torch.optim.Adam([prompt], lr=0.01).step()
     assert not torch.equal(prompt.detach(), before)

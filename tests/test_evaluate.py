@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from culturealign.cli import app
 
-REWORDED = Path(__file__).resolve().parent.parent / "examples" / "vsm2013-reworded.json"
+REWORDED = Path(__file__).resolve().parent.parent / "culturealign" / "data" / "vsm2013" / "vsm2013-reworded.json"
 runner = CliRunner()
 
 

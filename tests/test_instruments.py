@@ -203,7 +203,8 @@ def test_the_builtin_is_the_registered_vsm2013():
     finally:
         INSTRUMENTS.pop("vsm-resource")
     with pytest.raises(CultureAlignError, match=r"questionnaire file nope does not exist \(nor is it a registered "
-                                                r"instrument: vsm2013\)"):
+                                                r"instrument: vsm2013, vsm2013-reworded, vsm2013-test, "
+                                                r"vsm2013-validation\)"):
         Questionnaire.load("nope")
     with pytest.raises(CultureAlignError, match="an instrument name must be a non-empty string"):
         register_instrument(" ", "x.json")

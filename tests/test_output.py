@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from culturealign.cli import app
 
-REWORDED = Path(__file__).resolve().parent.parent / "examples" / "vsm2013-reworded.json"
+REWORDED = Path(__file__).resolve().parent.parent / "culturealign" / "data" / "vsm2013" / "vsm2013-reworded.json"
 runner = CliRunner()
 
 
@@ -18,7 +18,7 @@ def test_progress_and_tables_are_whole_when_not_a_terminal(tmp_path, tiny_model_
     # one plain line per generation, not a live bar cut at 80 columns ("3… evals", "0:… 0:…")
     lines = [line for line in res.output.splitlines() if line.startswith("gen ")]
     assert len(lines) == 2, res.output
-    pattern = (r"gen (\d+)  (\d+)/8 evals  best \d+\.\d  PDI -?\d+ IDV -?\d+ MAS -?\d+ UAI -?\d+ LTO -?\d+ IVR -?\d+  "
+    pattern = (r"gen (\d+)/2 \((\d+)/8 evals\)  best \d+\.\d  val \d+\.\d \(gen \d\)  PDI -?\d+ IDV -?\d+ MAS -?\d+ UAI -?\d+ LTO -?\d+ IVR -?\d+  "
                r"\d+:\d\d:\d\d elapsed, (\d+:\d\d:\d\d|-) left$")
     assert [re.match(pattern, line).group(1, 2) for line in lines] == [("1", "4"), ("2", "8")]
     assert "…" not in res.output and "\x1b[" not in res.output
