@@ -21,6 +21,18 @@ from .targets import CountryTarget, targets_for
 BASELINES = ("naive", "persona", "icl")
 
 
+def published_mean_loss(country: CountryTarget, targets, dimensions) -> float:
+    """The loss of the model-free predictor that answers every country with the mean of the *other* countries'
+    published scores (those with a score on every loss dimension: leave-one-out). Unlike the reference-mean
+    predictor C, which is the model's own constants, it depends on no model."""
+    dims = list(dimensions)
+    others = [c.vector(dims) for c in targets.countries
+              if c.name != country.name and all(d in c.scores for d in dims)]
+    if not others:
+        raise CultureAlignError(f"no other country has scores on {', '.join(dims)}: no published mean to compare with")
+    return float(np.abs(np.mean(others, axis=0) - country.vector(dims)).sum())
+
+
 def load_run_prompt(run_dir: str | Path, session: Session) -> tuple[SoftPrompt, str]:
     """The soft prompt of a run folder (checked against the model) and the prompt style it was trained with."""
     prompt = load_soft_prompt(run_dir, session.backend)
@@ -41,6 +53,8 @@ def compare(session: Session, country: CountryTarget, soft_prompts: dict[str, So
     rows = [{"method": "target", "indices": {d: country.scores.get(d) for d in dims}, "loss": 0.0}]
     rows.append({"method": "reference mean", "indices": constants.to_dict()["values"],
                  "loss": objective.reference_mean_loss()})
+    rows.append({"method": "published mean", "indices": _published_mean(country, session.targets, dims),
+                 "loss": published_mean_loss(country, session.targets, objective.dimensions)})
     records = {}
     for style in methods:
         records[style] = measurement_record(session.questionnaire, objective, session.answers(style, country), style)
@@ -53,6 +67,15 @@ def compare(session: Session, country: CountryTarget, soft_prompts: dict[str, So
                      "loss": rec["loss"], "diagnostics": rec["diagnostics"]})
     return {"country": country.to_dict(), "loss_dimensions": objective.dimensions,
             "constants": constants.to_dict(), "rows": rows}
+
+
+def _published_mean(country: CountryTarget, targets, dims) -> dict:
+    """The other countries' mean published score per dimension (None where none has one)."""
+    out = {}
+    for d in dims:
+        values = [c.scores[d] for c in targets.countries if c.name != country.name and d in c.scores]
+        out[d] = float(np.mean(values)) if values else None
+    return out
 
 
 def compare_runs(runs: list[str | Path], country: str | None = None, settings: dict | None = None,
