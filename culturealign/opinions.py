@@ -484,8 +484,9 @@ class Opinions(Evaluation):
         return {**opinion_metrics(asked, by_order, target), "data": self.data or SHIPPED}
 
     def row(self, metrics: dict) -> dict:
-        """The columns, and every country's similarity (``by_country``: the report's bar chart)."""
-        return {**super().row(metrics),
+        """The columns, the target's dataset name and every country's similarity (``by_country``, ranked: the
+        report's bar chart)."""
+        return {**super().row(metrics), "target": metrics.get("target"),
                 "by_country": {c: v["similarity"] for c, v in metrics.get("per_country", {}).items()}}
 
 
