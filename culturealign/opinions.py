@@ -248,8 +248,8 @@ def _shipped() -> tuple[Opinion, ...]:
 
 # ---- countries --------------------------------------------------------------------------------------------------
 def countries(opinions: Sequence[Opinion]) -> list[str]:
-    """The dataset's country names in ``opinions``, sorted."""
-    return sorted({c for o in opinions for c in o.selections})
+    """The dataset's country names with data in ``opinions`` (:meth:`Opinion.shares`), sorted."""
+    return sorted({c for o in opinions for c in o.selections if o.shares(c) is not None})
 
 
 def iso_code(name: str) -> str | None:
@@ -307,7 +307,12 @@ def similarity(p: Sequence[float], q: Sequence[float]) -> float:
     """
     from scipy.spatial.distance import jensenshannon
 
-    return float(np.clip(1.0 - jensenshannon(np.asarray(p, float), np.asarray(q, float), base=2), 0.0, 1.0))
+    p, q = np.asarray(p, float), np.asarray(q, float)
+    with np.errstate(invalid="ignore"):  # equal distributions: the divergence can round to -1e-17, its root to NaN
+        distance = jensenshannon(p, q, base=2)
+    if np.isnan(distance) and np.isfinite(p).all() and np.isfinite(q).all():
+        distance = 0.0
+    return float(np.clip(1.0 - distance, 0.0, 1.0))
 
 
 def total_variation(p: Sequence[float], q: Sequence[float]) -> float:
