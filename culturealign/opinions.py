@@ -25,7 +25,7 @@ all countries: whom does the model sound like.
 >>> ask.answers, ask.shares("Japan").round(3).tolist(), ask.shares("Kenya")
 (('Yes', 'No'), [0.667, 0.333], None)
 >>> round(similarity([0.5, 0.5], ask.shares("Peru")), 4)
-0.8104
+0.7296
 """
 from __future__ import annotations
 
