@@ -3,9 +3,12 @@ CSV, never eval), missing countries skipped, specificity and rank, the registry,
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import math
+import sys
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -331,3 +334,24 @@ def test_the_report_draws_similarity_before_and_after(tmp_path):
     page = write_report(tmp_path).read_text()
     assert (tmp_path / "opinions_China.png").is_file() and "Opinions: similarity to every country, China" in page
     assert "<h2>Opinions (WVS)</h2>" in page
+
+
+def test_the_benchmark_records_each_runs_configuration_and_adds_soft_prompts(tiny_model, tiny_tokenizer, tmp_path):
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "opinions.py"
+    sys.path.insert(0, str(path.parent))  # its `from common import ...`
+    spec = importlib.util.spec_from_file_location("opinions_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    session = Session(MeasureConfig(batch_size=8), backend=LoadedModel(tiny_model, tiny_tokenizer, "tiny", "tiny"))
+    hidden = tiny_model.get_input_embeddings().weight.shape[1]
+    SoftPrompt(torch.randn(2, hidden), "prefix", {"prompt": "persona", "country": "Japan"}).save(tmp_path / "run")
+    plain = bench.run_one(session, lookup("JP"), "icl", 2)
+    soft = bench.run_one(session, lookup("JP"), "naive", 2, str(tmp_path / "run"))
+    assert plain["method"] == "icl" and plain["config"]["prompt"] == "icl" and plain["config"]["limit"] == 2
+    assert soft["method"] == "soft prompt" and soft["config"]["prompt"] == "persona"  # its training style
+    assert soft["config"]["soft_prompt"]["n_tokens"] == 2 and bench.key(soft) == ("Japan", "soft prompt",
+                                                                                   str(tmp_path / "run"))
+    for entry in (plain, soft):
+        assert entry["metrics"]["n_questions"] == 2 and entry["seconds_per_question"] > 0
+        assert len(entry["metrics"]["by_country"]) == 39 and "non_answers" in entry["metrics"]["rules"]
+    assert bench.parse_soft_prompts("CN=runs/x, US=runs/y") == [("CN", "runs/x"), ("US", "runs/y")]
