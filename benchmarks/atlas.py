@@ -49,8 +49,14 @@ def table(out: Path, results: dict) -> tuple[str, dict]:
     data = report.load_folder(out)
     verdicts = {h["country"]: h for h in report.helps(data)}
     loss = {(r["country"], r["method"]): r["loss"] for r in results["rows"] if r["method"] != "soft prompt"}
-    lines = ["| country | start | naive | persona | ICL | ref. mean | soft prompt | best baseline | verdict |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    # held-out opinions (--opinions): the headline and specificity of the naive prompt and the soft prompt (seed mean)
+    opinions = {}
+    for r in results["rows"]:
+        if isinstance(r.get("opinions"), dict) and r["method"] in ("naive", "soft prompt"):
+            opinions.setdefault((r["country"], r["method"]), []).append(r["opinions"])
+    extra = " opinions: naive / soft | specificity: naive / soft |" if opinions else ""
+    lines = ["| country | start | naive | persona | ICL | ref. mean | soft prompt | best baseline | verdict |" + extra,
+             "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if opinions else "")]
     starts = []
     for name in sorted(verdicts, key=lambda c: verdicts[c]["difference"]):
         h = verdicts[name]
@@ -61,6 +67,9 @@ def table(out: Path, results: dict) -> tuple[str, dict]:
         row = [name, f"{np.mean(s):.1f}" if s else "-",
                *(f"{loss[(name, m)]:.1f}" for m in METHODS[:4]), f"{h['soft_prompt']['mean']:.1f}",
                h["best_baseline"], h["verdict"]]
+        if opinions:
+            row += [" / ".join(_mean_of(opinions.get((name, m)), k) for m in ("naive", "soft prompt"))
+                    for k in ("similarity", "specificity")]
         lines.append("| " + " | ".join(row) + " |")
     summary = {"countries": len(verdicts),
                "helps": sum(h["verdict"] == "helps" for h in verdicts.values()),
@@ -68,6 +77,11 @@ def table(out: Path, results: dict) -> tuple[str, dict]:
                "start": float(np.mean(starts)) if starts else None}
     summary["mean"]["soft prompt"] = float(np.mean([h["soft_prompt"]["mean"] for h in verdicts.values()]))
     return "\n".join(lines), summary
+
+
+def _mean_of(rows: list[dict] | None, metric: str) -> str:
+    values = [r[metric] for r in rows or [] if r.get(metric) is not None]
+    return f"{np.mean(values):.3f}" if values else "-"
 
 
 def dimension_table(results: dict) -> str:
@@ -97,6 +111,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--executor", choices=("ray", "local"), default="ray")
     ap.add_argument("--actors", type=int, default=2, help="Ray actors (one torch thread each on CPUs)")
+    ap.add_argument("--opinions", type=int, default=0,
+                    help="held-out WVS opinion questions per country (0: skip, as for the table; -1: all)")
     ap.add_argument("--out", type=Path, default=Path("exp/atlas"))
     args = ap.parse_args()
 
@@ -108,7 +124,8 @@ def main() -> None:
         config = ExperimentConfig(countries=[c.name for c in countries_for("all")], seeds=args.seeds,
                                   align=AlignConfig(country="", steps=args.steps, lr=args.lr,
                                                     max_grad_norm=args.max_grad_norm or None, measure=measure),
-                                  evaluations={"culturalbench": 0})
+                                  evaluations={"culturalbench": 0, **({"opinions": None if args.opinions < 0
+                                                                       else args.opinions} if args.opinions else {})})
     setup = functools.partial(Session, config.align.measure)
     runner = RayExecutor(setup, actors=args.actors) if args.executor == "ray" else LocalExecutor(setup=setup)
     with runner:

@@ -2,7 +2,8 @@
 
 A randomly initialised model of Llama-3-8B's shape (timing does not depend on the weights; the GPU machines here have
 no model hub) is scored per placement: seconds per candidate evaluation (a population of 16 in one batched call),
-seconds per gradient step (Adam's forward + backward over the 48 survey rows), and peak GPU memory. It also checks on
+seconds per gradient step (Adam's forward + backward over the 48 survey rows), seconds per question of the held-out
+opinions evaluation (culturealign.opinions), and peak GPU memory. It also checks on
 the default model that Hugging Face on CUDA agrees with the CPU to 1e-3 in option probabilities, both in bf16.
 The survey rows are tokenised with the package's small test tokenizer, which cuts text into more tokens than Llama-3's
 tokenizer does, so the sequences are longer than a real run's: the timings are upper bounds.
@@ -23,7 +24,9 @@ from common import command, machine, write_section
 from culturealign.gradient import SurveyGradient, alignment_loss
 from culturealign.instrument import Questionnaire
 from culturealign.models import LoadedModel, load_model
+from culturealign.opinions import load_opinions, score_opinions
 from culturealign.prompts import PromptConfig
+from culturealign.softprompt import SoftPrompt
 from culturealign.survey import Survey
 from culturealign.targets import lookup
 from toymodels import make_tokenizer
@@ -91,6 +94,14 @@ def main() -> None:
         step_mem = torch.cuda.max_memory_allocated() / 2 ** 30
         rows.append(f"| {placement} | {score_s:.3f} | {score_mem:.1f} | {step_s:.2f} | {step_mem:.1f} | "
                     f"{step_s / score_s:.1f} |")
+    # the opinions evaluation (37 WVS questions, both orders, grouped by option count) with one soft prompt
+    opinions = load_opinions()
+    held_out = {}
+    for placement in ("prefix", "suffix"):
+        prompt = SoftPrompt(soft[0].float().cpu(), placement, {})
+        torch.cuda.reset_peak_memory_stats()
+        seconds = timed(lambda: score_opinions(lm, opinions, None, prompt, batch_size=48), repeats=1)
+        held_out[placement] = (seconds / len(opinions), torch.cuda.max_memory_allocated() / 2 ** 30)
     del model, survey
     torch.cuda.empty_cache()
     # the default model in bf16: CUDA against the CPU
@@ -105,6 +116,9 @@ def main() -> None:
             "backward pass over the 48 rows (Huber loss).", "",
             "| placement | s per candidate | peak GiB (scoring) | s per gradient step | peak GiB (gradient) | "
             "step / candidate |", "|---|---|---|---|---|---|", *rows, "",
+            f"Opinions evaluation ({len(opinions)} WVS questions, both orders, one soft prompt): "
+            + "; ".join(f"{pl} {s_q:.3f} s per question, peak {mem:.1f} GiB" for pl, (s_q, mem) in held_out.items())
+            + ".", "",
             f"Default model in bf16, CUDA against CPU: largest difference in option probabilities {diff:.2e} "
             f"({'within' if diff <= 1e-3 else 'outside'} 1e-3)."]
     write_section(SECTION, "\n".join(body))

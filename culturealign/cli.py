@@ -467,6 +467,8 @@ def registered_evaluation(
     model: Optional[str] = typer.Option(None, "--model", help="default: the soft prompt's model, else 'default'"),
     device: str = DeviceOpt, dtype: str = DtypeOpt, batch_size: int = BatchOpt,
     backend: str = BackendOpt, backend_args: Optional[str] = BackendArgsOpt,
+    data: Optional[Path] = typer.Option(None, "--data", help="read the items from this file instead of the shipped ones (opinions: the full GlobalOpinionQA CSV or JSON)"),
+    all_countries: bool = typer.Option(False, "--all-countries", help="also print every country's figures (opinions: all countries ranked by similarity)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Run the registered evaluation this command is named after (see `culturealign evaluate --help`)."""
@@ -477,7 +479,7 @@ def registered_evaluation(
     from .targets import lookup
 
     name = ctx.info_name  # the name it was called by
-    evaluation = get_evaluation(name)
+    evaluation = get_evaluation(name, data)
     where = None if country == "all" else country
     if PromptStyle.parse(prompt, "--prompt", "prompt style") != PromptStyle.NAIVE:
         if where is None:
@@ -488,8 +490,8 @@ def registered_evaluation(
     session = Session(MeasureConfig(model=loaded.model_id, device=device, dtype=dtype, backend=backend,
                                     batch_size=batch_size), backend=loaded)
     result = {"country": country, "prompt": prompt, "soft_prompt": str(soft_prompt) if soft_prompt else None,
-              "model": loaded.model_id, **run_evaluation(name, session, where, prompt, sp, limit)}
-    _show(result, as_json, lambda r: terminal.print_evaluation(r, evaluation))
+              "model": loaded.model_id, **run_evaluation(name, session, where, prompt, sp, limit, data)}
+    _show(result, as_json, lambda r: terminal.print_evaluation(r, evaluation, all_countries))
 
 
 @evaluate_app.command("robustness")

@@ -8,12 +8,12 @@ when the evaluation is used. ``culturealign evaluate <name>`` and ``culturealign
 read it; each experiment row records an evaluation's metrics under its name.
 
 >>> sorted(EVALUATIONS)
-['culturalbench']
+['culturalbench', 'opinions']
 >>> get_evaluation("culturalbench").headline
 'question_accuracy'
 >>> get_evaluation("mmlu")
 Traceback (most recent call last):
-culturealign.errors.CultureAlignError: unknown evaluation 'mmlu': use one of culturalbench (or register one with culturealign.evaluations.register_evaluation)
+culturealign.errors.CultureAlignError: unknown evaluation 'mmlu': use one of culturalbench, opinions (or register one with culturealign.evaluations.register_evaluation)
 
 Adding one is one class and one line (a toy, run here on the tiny test model)::
 
@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # the model and soft prompts import torch; this module stays 
 #: name -> "module:Class" (not imported yet) or the class itself
 EVALUATIONS = Registry("evaluation", "culturealign.evaluations.register_evaluation", {
     "culturalbench": "culturealign.culturalbench:CulturalBench",
+    "opinions": "culturealign.opinions:Opinions",
 })
 
 #: what an experiment runs unless told otherwise: name -> items per country
@@ -77,6 +78,11 @@ class Evaluation:
     headline: str = ""
     columns: dict[str, str] = {}
     note: str = ""
+
+    def use_data(self, path) -> None:
+        """Read the items from the file ``path`` (``culturealign evaluate NAME --data PATH``) instead of the shipped
+        ones; by default an evaluation has no other file to read."""
+        raise CultureAlignError(f"evaluation '{self.name}' reads only its own items: leave out --data")
 
     def check(self, country: str | None) -> None:
         """Called before the model loads: raise :class:`NotCovered` if there are no items about ``country``
@@ -121,8 +127,9 @@ def register_evaluation(name: str, target: str | type | None = None):
     return EVALUATIONS.register(name, target)
 
 
-def get_evaluation(name: str) -> Evaluation:
-    """The evaluation registered as ``name`` (an instance), importing its module now (and only now)."""
+def get_evaluation(name: str, data=None) -> Evaluation:
+    """The evaluation registered as ``name`` (an instance), importing its module now (and only now); ``data``: a
+    file of items it reads instead of its own (:meth:`Evaluation.use_data`)."""
     cls = EVALUATIONS.load(name)
     if not issubclass(cls, Evaluation):
         raise CultureAlignError(f"evaluation '{name}': {cls.__name__} is not a culturealign.evaluations.Evaluation")
@@ -130,6 +137,8 @@ def get_evaluation(name: str) -> Evaluation:
     if not evaluation.headline:
         raise CultureAlignError(f"evaluation '{name}': {cls.__name__} names no headline metric")
     evaluation.name, evaluation.title = name, evaluation.title or name
+    if data is not None:
+        evaluation.use_data(data)
     return evaluation
 
 
@@ -157,14 +166,15 @@ def is_count(value) -> bool:
 
 
 def run_evaluation(name: str, session: Session, country: str | None, style: str = "naive",
-                   soft_prompt: SoftPrompt | None = None, limit: int | None = None) -> dict:
+                   soft_prompt: SoftPrompt | None = None, limit: int | None = None, data=None) -> dict:
     """Run evaluation ``name`` under prompt ``style`` (naive, persona or icl: the system message the VSM survey is
-    asked with, for ``country``); returns its metrics, the headline checked. See :meth:`Evaluation.run`."""
+    asked with, for ``country``); returns its metrics, the headline checked. See :meth:`Evaluation.run`; ``data``:
+    see :func:`get_evaluation`."""
     from .config import PromptStyle
     from .prompts import system_message
     from .targets import lookup
 
-    evaluation = get_evaluation(name)
+    evaluation = get_evaluation(name, data)
     evaluation.check(country)
     style = PromptStyle.parse(style, "prompt", "prompt style")
     persona = lookup(country) if style != PromptStyle.NAIVE and country is not None else None

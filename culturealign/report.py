@@ -4,8 +4,9 @@
 Figures: ``radar_<country>.png`` (target, naive, ICL and soft prompt on the questionnaire's dimensions, the
 VSM 2013's six unless another instrument was used), ``convergence.png``
 (best loss against evaluations per run, by optimiser), ``dimensions.png`` (absolute error per dimension and
-method) and, for an experiment, ``atlas.png`` (per dimension, target against achieved for every country: soft
-prompt, naive and persona). With more than ``MANY_COUNTRIES`` countries (``--countries all``) the per-country
+method), ``opinions_<country>.png`` (when the rows carry the ``opinions`` evaluation: similarity to every
+country's answers before and after alignment, the target marked) and, for an experiment, ``atlas.png`` (per
+dimension, target against achieved for every country: soft prompt, naive and persona). With more than ``MANY_COUNTRIES`` countries (``--countries all``) the per-country
 radars and error bars are left out and convergence is one panel of relative curves; the atlas covers them all.
 Tables: loss mean and 95% CI per method and country, where alignment helps (the soft prompt against the best
 baseline per country), paired tests of the soft prompt against each baseline (several seeds), one table per
@@ -38,6 +39,7 @@ COLORS = {"target": "black", "naive": "tab:blue", "persona": "tab:orange", "icl"
 LABEL = {"icl": "ICL"}
 ATLAS_METHODS = ("naive", "persona", "soft prompt")
 ATLAS_MARKERS = {"naive": "x", "persona": "^", "soft prompt": "o"}
+OPINIONS = "opinions"  # the evaluation whose rows carry every country's similarity (culturealign.opinions)
 MANY_COUNTRIES = 12  # above this, one figure per country gives way to the atlas
 OPT_COLORS = ("tab:purple", "tab:cyan", "tab:olive", "tab:brown", "tab:pink", "tab:blue")
 CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
@@ -316,6 +318,47 @@ def _atlas(data: dict):
     return fig
 
 
+def _opinions(data: dict, country: str):
+    """Similarity (1 - JSD) of the model's opinions to every country's, before (naive) and after alignment (the soft
+    prompt, mean over seeds), the target's bar marked; None when the rows of ``country`` carry none."""
+    by_method = {}
+    target = None
+    for method in ("naive", "soft prompt"):
+        rows = [r[OPINIONS] for r in data["rows"] if r["country"] == country and r["method"] == method
+                and isinstance(r.get(OPINIONS), dict) and r[OPINIONS].get("by_country")]
+        if rows:
+            names = list(rows[0]["by_country"])
+            by_method[method] = {c: np.nanmean([_num(r["by_country"].get(c)) for r in rows]) for c in names}
+            target = target or rows[0].get("target")
+    if not by_method:
+        return None
+    plt = _plt()
+    order = sorted(by_method.get("soft prompt") or by_method["naive"], key=lambda c: -(
+        by_method.get("soft prompt") or by_method["naive"])[c])
+    x = np.arange(len(order))
+    width = 0.8 / len(by_method)
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.28 * len(order) + 2), 4.2), layout="constrained")
+    for k, (method, values) in enumerate(by_method.items()):
+        bars = ax.bar(x + (k - (len(by_method) - 1) / 2) * width, [values.get(c, np.nan) for c in order], width,
+                      color=COLORS[method], label=LABEL.get(method, method) + (" (before)" if method == "naive"
+                                                                             else " (after)"))
+        if target in order:
+            bars[order.index(target)].set_edgecolor("black")
+            bars[order.index(target)].set_linewidth(1.5)
+    ax.set_xticks(x, order, rotation=70, ha="right", fontsize=8)
+    for tick in ax.get_xticklabels():
+        if tick.get_text() == target:
+            tick.set_fontweight("bold")
+            tick.set_color("tab:red")
+    values = [v for m in by_method.values() for v in m.values() if np.isfinite(v)]
+    ax.set_ylim(max(0.0, min(values) - 0.05) if values else 0.0, min(1.0, max(values) + 0.05) if values else 1.0)
+    ax.set_ylabel("similarity (1 - JSD)")
+    ax.set_title(f"Whom does the model sound like? Target {target or country} (bold, outlined)")
+    ax.legend(frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
 # ---- HTML ------------------------------------------------------------------------------------------------------
 def _fmt(v, digits: int = 2) -> str:
     return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{digits}f}"
@@ -463,6 +506,10 @@ def write_report(folder: Path, out: Path | None = None) -> Path:
     if data["kind"] == "experiment" and any(r["method"] in ATLAS_METHODS for r in data["rows"]):
         figures.append(("atlas.png", "Atlas: target against achieved, per dimension (soft prompt: mean over seeds)",
                         _atlas(data)))
+    for c in data["countries"] if few else []:
+        fig = _opinions(data, c)
+        if fig is not None:
+            figures.append((f"opinions_{_slug(c)}.png", f"Opinions: similarity to every country, {c}", fig))
     if any(r["history"] for r in data["runs"]):
         figures.append(("convergence.png", "Convergence: best loss against evaluations", _convergence(data)))
     if any(c in data["targets"] for c in data["countries"]) and few:

@@ -265,12 +265,25 @@ def print_comparison(result: dict) -> None:
     console.print(table)
 
 
-def print_evaluation(result: dict, evaluation: Evaluation) -> None:
-    """The result of ``culturealign evaluate NAME``: the evaluation, its setting and the metrics of its table."""
+def print_evaluation(result: dict, evaluation: Evaluation, per_country: bool = False) -> None:
+    """The result of ``culturealign evaluate NAME``: the evaluation, its setting and the metrics of its table; with
+    ``per_country``, a table of its ``per_country`` figures too (in its order; the target marked)."""
     console.print(f"[bold]{evaluation.title}[/] ({result['country']}, prompt {result['prompt']}"
                   + (f", soft prompt {result['soft_prompt']}" if result["soft_prompt"] else "") + ")")
     console.print("  " + "; ".join(f"{heading} {_metric(result[key])}"
                                    for key, heading in evaluation.headings(result).items() if key in result))
+    rows = result.get("per_country")
+    if per_country and isinstance(rows, dict) and rows:
+        keys = list(dict.fromkeys(k for v in rows.values() for k, x in v.items() if isinstance(x, (int, float))))
+        table = Table(title=f"{evaluation.title}: every country")
+        for col in ("country", *keys):
+            table.add_column(col, justify="left" if col == "country" else "right")
+        target = result.get("target")
+        for name, v in rows.items():
+            table.add_row(f"{name} *" if name == target else name, *(_metric(v.get(k)) for k in keys))
+        if target:
+            table.caption = f"* the target, {target}"
+        console.print(table)
 
 
 def _metric(value) -> str:

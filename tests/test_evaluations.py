@@ -125,7 +125,7 @@ def test_evaluate_dispatches_through_the_registry(toy, tiny_model_dir):
 def test_an_unknown_evaluation_is_one_clear_error(tmp_path):
     res = _invoke("evaluate", "mmlu", "--country", "CN")
     assert res.exit_code == 2 and res.output.count("error:") == 1, res.output
-    assert "unknown evaluation 'mmlu': use one of culturalbench, robustness" in res.output
+    assert "unknown evaluation 'mmlu': use one of culturalbench, opinions, robustness" in res.output
     res = _invoke("experiment", "--evaluations", "culturalbench:5,mmlu", "--out", tmp_path / "e")
     assert res.exit_code == 2 and "unknown evaluation 'mmlu': use one of culturalbench" in res.output
     assert not (tmp_path / "e").exists()
