@@ -161,7 +161,8 @@ def test_resume_in_process_is_bit_identical(tmp_path, tiny_model, tiny_tokenizer
 def test_sigkill_then_resume_is_bit_identical(tmp_path, tiny_model_dir):
     env = {**os.environ, "CULTUREALIGN_CACHE": str(tmp_path / "cache")}
     common = ["align", "--country", "US", "--model", tiny_model_dir, "--constants", "zero", "--order", "both",
-              "--optimizer", "adam", "--steps", "16", "--lr", "0.05", "--n-tokens", "2", "--seed", "3", "--json"]
+              "--optimizer", "adam", "--steps", "16", "--lr", "0.05", "--n-tokens", "2", "--seed", "3",
+              "--validate-every", "3", "--json"]
     full = _cli(*common, "--out", tmp_path / "full", env=env)
     out_full, err = full.communicate(timeout=600)
     assert full.returncode == 0, err
@@ -175,6 +176,10 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, tiny_model_dir):
     assert resumed.returncode == 0, err
     a, b = json.loads(out_full), json.loads(out_resumed)
     assert a["evaluations"] == b["evaluations"] == 16 and a["best"]["loss"] == b["best"]["loss"]
+    # validation was on (the shipped wording, both orders) and picked the same prompt after the resume
+    assert a["wordings"]["validation"]["questionnaire"] == "instrument:vsm2013-validation"
+    assert b["wordings"]["validation"]["best_loss"] == a["wordings"]["validation"]["best_loss"]
+    assert b["best"]["generation"] == a["best"]["generation"]
     assert torch.equal(SoftPrompt.load(tmp_path / "full").embeddings, SoftPrompt.load(tmp_path / "killed").embeddings)
     assert _history_without_time(tmp_path / "full") == _history_without_time(tmp_path / "killed")
 
