@@ -7,13 +7,13 @@ and fair when other work shares the cores): ``adam`` (gradients, align's gradien
 (align's black-box default, 64-dim subspace) and ``de`` (the paper-faithful setting: DE in the full embedding space).
 Every run records its best loss against seconds and against forward-pass equivalents, so one curve gives every
 smaller budget. Each final prompt is then measured with each option order alone, on a reworded questionnaire
-(examples/vsm2013-reworded.json) and on CulturalBench-Hard questions about the country, to show whether it overfits
+(vsm2013-reworded) and on CulturalBench-Hard questions about the country, to show whether it overfits
 the wording or the option positions. Black-box runs share nothing with each other (their own seeds).
 
 Usage:  python benchmarks/gradient.py [--countries US,CN,IN,SA] [--minutes 10] [--runs adam:2,cma:2,de:1] [--quick]
         [--add] [--until-done] [--out FILE]      add runs to saved results (reusing each country's baselines)
         python benchmarks/gradient.py --merge A.json B.json   merge runs made in parallel into the saved results
-Writes a section of BENCHMARKS.md, benchmarks/figures/gradient-default.png and benchmarks/results/gradient-default.json.
+Writes a section of BENCHMARKS.md (the README's main table is benchmarks/heldout.py's), benchmarks/figures/gradient-default.png and benchmarks/results/gradient-default.json.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from culturealign.measure import MeasureConfig, Session
 from culturealign.softprompt import SoftPrompt, SoftPromptConfig, initial_embeddings
 from culturealign.targets import lookup
 
-REWORDED = ROOT / "examples" / "vsm2013-reworded.json"
+REWORDED = "vsm2013-reworded"   # a registered wording (culturealign/data/vsm2013/)
 METHODS = {  # name: (label, AlignConfig fields, SoftPromptConfig fields)
     "adam": ("Adam (gradient), prefix, align's default schedule", dict(optimizer="adam"), dict(placement="prefix")),
     "adam-suffix": ("Adam (gradient), suffix", dict(optimizer="adam"), dict(placement="suffix")),
@@ -46,8 +46,6 @@ METHODS = {  # name: (label, AlignConfig fields, SoftPromptConfig fields)
             dict(space="subspace", placement="prefix")),
     "de": ("DE, full space, prefix (paper)", dict(optimizer="de"), dict(space="full", placement="prefix")),
 }
-SHORT = {"adam-lr0.01": "Adam, lr 0.01", "adam-lr0.03": "Adam, lr 0.03, unclipped", "adam-suffix": "Adam, suffix",
-         "cma": "CMA-ES", "de": "DE (paper)"}
 DEFAULT_STEPS = AlignConfig(country="").steps
 COLORS = {"adam": "tab:red", "adam-suffix": "tab:orange", "adam-lr0.01": "tab:purple", "adam-lr0.03": "tab:pink",
           "cma": "tab:blue", "de": "tab:green"}
@@ -200,7 +198,7 @@ def write_report(results: dict, quick: bool = False) -> None:
     names = list(results["countries"])
     methods = [m for m in METHODS if any(r["method"] == m for e in results["countries"].values() for r in e["runs"])]
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
-    rows, robust_rows, readme_rows = [], [], []
+    rows, robust_rows = [], []
     for ax, name in zip(axes[0], names):
         e = results["countries"][name]
         per: dict = {}
@@ -228,12 +226,6 @@ def write_report(results: dict, quick: bool = False) -> None:
         blackbox = [r["minutes"] for m in ("cma", "de") for r in per.get(m, [])]
         cells.append(" / ".join(f"{loss_at(r, min(blackbox) * 60):.1f}" for r in per.get("adam", []))
                      if blackbox and "adam" in per else "-")
-        # the README's copy: the start and baselines, the default in bold, each method's best run
-        readme_rows.append(f"| {name} | {e['start']['prefix']:.1f} | {e['naive']:.1f} | {e['persona']:.1f} | "
-                           f"{e['icl']:.1f} | {e['reference mean']:.1f} | "
-                           + (f"**{default[0][2]:.1f}** ({default[0][2] / e['reference mean']:.2f})" if default else "-")
-                           + "".join(f" | {min(r['best_loss'] for r in per[m]):.1f}" if m in per else " | -"
-                                     for m in methods if m != "adam") + " |")
         rows.append(f"| {name} | {e['start']['prefix']:.1f} / {e['start']['suffix']:.1f} | {e['naive']:.1f} | "
                     f"{e['persona']:.1f} | {e['icl']:.1f} | {e['reference mean']:.1f} | " + " | ".join(cells) + " |")
         plain = e["plain"]
@@ -271,18 +263,11 @@ def write_report(results: dict, quick: bool = False) -> None:
             "|---|---|---|---|---|---|" + "---|" * len(methods) + "---|---|---|",
             *rows, "", f"![loss against seconds]({figure.relative_to(ROOT)})", "",
             "Held-out checks of each final prompt (loss without -> with the soft prompt, the same constants): each option "
-            "order alone, a reworded questionnaire (examples/vsm2013-reworded.json), the share of the training gain "
+            "order alone, a reworded questionnaire (vsm2013-reworded), the share of the training gain "
             "kept on the rewording, and CulturalBench-Hard question accuracy:", "",
             "| country | run | training survey | forward order only | reverse order only | reworded items | "
             "reworded gain / training gain | CulturalBench |", "|---|---|---|---|---|---|---|---|", *robust_rows]
     write_section("gradient-default" + ("-quick" if quick else ""), "\n".join(body))
-    if not quick:
-        others = [m for m in methods if m != "adam"]
-        write_section("main-table", "\n".join([
-            "| country | start | naive | persona | ICL | reference mean | soft prompt, `align` default "
-            f"({DEFAULT_STEPS} Adam steps; / reference mean) | "
-            + " | ".join(f"{SHORT.get(m, m)}, {max(minutes[m]):g} min" for m in others) + " |",
-            "|---|---|---|---|---|---|---|" + "---|" * len(others), *readme_rows]), path=ROOT / "README.md")
 
 
 if __name__ == "__main__":

@@ -138,7 +138,7 @@ def summary_table(results: dict, budget: int, reference: dict[str, float]) -> tu
         ratio = np.mean([r["final"] / reference[r["country"]] for r in rs])
         within = sum(r["max_dim_error"] <= 2.0 for r in rs)
         lines.append(f"| {label} | {np.mean([r['start'] for r in rs]):.1f} | {np.mean(finals):.1f} ± "
-                     f"{np.std(finals):.1f} | {np.mean(at_t):.1f} | {ratio:.3f} | "
+                     f"{np.std(finals):.1f} (SD) | {np.mean(at_t):.1f} | {ratio:.3f} | "
                      f"{np.median([r['max_dim_error'] for r in rs]):.1f} | {within}/{len(rs)} | {seconds[label]:.0f} |")
     return lines, t_equal
 

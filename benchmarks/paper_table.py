@@ -14,7 +14,7 @@ METHODS = ("naive", "persona", "icl", "reference mean", "soft prompt")
 
 
 def table(results: dict) -> str:
-    lines = ["| country | " + " | ".join(METHODS) + " | soft prompt beats | p (paired t, vs naive / ICL) |",
+    lines = ["| country | " + " | ".join(METHODS) + " | soft prompt beats | p (one-sample t of the seeds against the deterministic baseline, vs naive / ICL) |",
              "|---|" + "---|" * (len(METHODS) + 2)]
     for country, entry in results["summary"].items():
         cells, soft = [], entry["methods"]["soft prompt"]["loss"]
@@ -55,8 +55,10 @@ def main() -> None:
             f"answer format (letters, both option orders). Soft prompt: {a['optimizer'].upper()}, {a['budget']} "
             f"candidate evaluations per run, population {a['popsize']}, {a['soft']['n_tokens']} tokens, "
             f"{a['soft']['placement']} placement, {a['soft']['space']} (dim {a['soft']['subspace_dim']}), scale "
-            f"{a['soft']['scale']}; mean and 95 % CI over {cfg['seeds']} seeds. The baselines are deterministic "
-            f"(one value); the p-values test the soft prompt's seeds against the baseline's value.\n\n{vsm}\n\n"
+            f"{a['soft']['scale']}; mean and [95 % t confidence interval] over {cfg['seeds']} seeds. The baselines are deterministic "
+            f"(one value); the p-values are one-sample t tests of the soft prompt's seeds against the baseline's value "
+            f"(a paired t test would need seeded baselines). Written with earlier constants: not comparable with "
+            f"the held-out table.\n\n{vsm}\n\n"
             f"CulturalBench-Hard question accuracy (all four judgements right) on the first {n_q} questions about "
             f"each country:\n\n{bench}")
     write_section("paper-table", body)

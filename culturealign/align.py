@@ -544,6 +544,7 @@ def align(config: AlignConfig | None, out_dir: str | Path, resume: bool = False,
     else:
         if config is None:
             raise CultureAlignError("give an alignment configuration (or resume a run)")
+        config.check_applies()
         refuse_overwrite(out, force, what="run folder")
         if force and out.exists():
             for name in RUN_FILES:  # nothing of an earlier run may survive beside the new one

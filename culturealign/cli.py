@@ -498,7 +498,7 @@ def registered_evaluation(
 @_clean_errors
 def evaluate_robustness(
     soft_prompt: Path = typer.Option(..., "--soft-prompt", help="a run folder written by `align`"),
-    questionnaire: Optional[str] = typer.Option(None, "--questionnaire", help="another questionnaire with the run's dimensions (a rewording, a translation: a file or a registered name), e.g. examples/vsm2013-reworded.json"),
+    questionnaire: Optional[str] = typer.Option(None, "--questionnaire", help="another questionnaire with the run's dimensions (a rewording, a translation: a file or a registered name), e.g. vsm2013-test (the shipped test wording) or vsm2013-reworded"),
     device: str = DeviceOpt, dtype: str = DtypeOpt,
     backend: Optional[str] = RunBackendOpt, backend_args: Optional[str] = BackendArgsOpt,
     as_json: bool = typer.Option(False, "--json", help="print JSON"),

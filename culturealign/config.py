@@ -234,6 +234,10 @@ PLACEMENTS = Placement.values()
 GRADIENT_OPTIMIZERS = (Optimizer.ADAM.value,)    # white-box, through the model (gradient.py)
 BLACK_BOX_OPTIMIZERS = tuple(v for v in Optimizer.values() if v not in GRADIENT_OPTIMIZERS)  # nevergrad, ask/tell
 SCHEDULES = Schedule.values()
+#: the settings only one kind of optimiser uses (AlignConfig.check_applies refuses the other kind's)
+BLACK_BOX_FIELDS = ("popsize", "budget")
+BLACK_BOX_SOFT_FIELDS = ("space", "subspace_dim", "scale")
+GRADIENT_FIELDS = ("steps", "lr", "schedule", "loss", "huber_delta", "max_grad_norm", "checkpointing")
 LOSSES = Loss.values()
 ANSWER_MODES = AnswerMode.values()
 SCORINGS = Scoring.values()
@@ -489,6 +493,29 @@ class AlignConfig:
     @property
     def gradient(self) -> bool:
         return self.optimizer in GRADIENT_OPTIMIZERS
+
+    def unused_settings(self) -> list[str]:
+        """The fields (``<Config>.<field>``) set away from their defaults that ``optimizer`` does not use: the
+        black-box ones (population, budget, search space) under a gradient optimiser, the gradient ones (steps,
+        learning rate, schedule, surrogate loss, clipping, checkpointing) under a black-box one."""
+        if self.gradient:
+            mine = [(self, "AlignConfig", f) for f in BLACK_BOX_FIELDS]
+            mine += [(self.soft, "SoftPromptConfig", f) for f in BLACK_BOX_SOFT_FIELDS]
+        else:
+            mine = [(self, "AlignConfig", f) for f in GRADIENT_FIELDS]
+        defaults = {"AlignConfig": AlignConfig(country=self.country), "SoftPromptConfig": SoftPromptConfig()}
+        return [f"{kind}.{name}" for obj, kind, name in mine if getattr(obj, name) != getattr(defaults[kind], name)]
+
+    def check_applies(self) -> None:
+        """A :class:`ConfigError` naming every setting the optimiser would silently ignore (:meth:`unused_settings`),
+        so that ``--budget 32`` under ``adam`` is not a 40-step run. Checked when a new run or experiment starts
+        (a run folder of an older version is read as it was written)."""
+        unused = self.unused_settings()
+        if unused:
+            other = "a black-box optimiser (cma, de, random)" if self.gradient else "--optimizer adam"
+            raise ConfigError(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to optimizer "
+                              f"{self.optimizer} (only {other} uses {'it' if len(unused) == 1 else 'them'}): leave "
+                              f"{'it' if len(unused) == 1 else 'them'} out, or choose that optimiser", *unused)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "soft": self.soft.to_dict(), "measure": self.measure.to_dict()}

@@ -373,6 +373,7 @@ def run_experiment(config: ExperimentConfig | None, out: str | Path, resume: boo
     if resume:
         config = read_config(out)
     else:
+        config.align.check_applies()   # a setting its optimiser ignores is refused before anything runs
         targets = targets_for(config.align.measure.questionnaire)
         config = replace(config, countries=[targets.lookup(c).name for c in config.countries])  # "CN" -> "China"
         refuse_overwrite(out, force, what="experiment folder")

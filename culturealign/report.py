@@ -448,14 +448,18 @@ def _paired_table(data: dict) -> str:
             soft, base = _pairs(data, group, method)
             if len(soft) >= 2:
                 t = paired_test(soft, base)
-                rows.append([group[0] if len(group) == 1 else "all countries", method, t["n"], _fmt(t["mean_diff"]),
-                             _fmt(t["t"]), _fmt(t["p_value_t"], 4), _fmt(t["p_value_wilcoxon"], 4)])
+                # a deterministic baseline is one number: the test is then one-sample, against that constant
+                kind = "one-sample t, Wilcoxon signed-rank" if len(set(base)) == 1 else "paired t, Wilcoxon signed-rank"
+                rows.append([group[0] if len(group) == 1 else "all countries", method, t["n"], kind,
+                             _fmt(t["mean_diff"]), _fmt(t["t"]), _fmt(t["p_value_t"], 4), _fmt(t["p_value_wilcoxon"], 4)])
     if not rows:
-        return "<p class='note'>Paired tests need at least two soft-prompt seeds.</p>"
-    return (_table(["country", "baseline", "pairs", "mean diff (soft - baseline)", "t", "p (paired t)",
+        return "<p class='note'>Tests against the baselines need at least two distinct soft-prompt runs.</p>"
+    return (_table(["country", "baseline", "runs", "test", "mean diff (soft - baseline)", "t", "p (t)",
                     "p (Wilcoxon)"], rows)
-            + "<p class='note'>Negative differences mean the soft prompt has the lower loss. Pairs are matched by "
-              "seed; a deterministic baseline (one row) is compared with every seed.</p>")
+            + "<p class='note'>Negative differences mean the soft prompt has the lower loss. Each run is one seed "
+              "(seeds above 0 start from the text plus noise, so they are different runs). A deterministic baseline "
+              "(one row per country) is a constant: the test is one-sample against it; a seeded baseline is paired "
+              "by seed.</p>")
 
 
 def _evaluation_tables(data: dict) -> str:

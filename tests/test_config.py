@@ -235,3 +235,31 @@ def test_a_config_error_keeps_its_fields_across_processes():
         AlignConfig(country="CN", steps=0)
     again = pickle.loads(pickle.dumps(exc.value))
     assert type(again) is ConfigError and again.fields == ("AlignConfig.steps",) and str(again) == str(exc.value)
+
+
+def test_settings_the_optimiser_does_not_use_are_refused(tmp_path, tiny_model_dir):
+    """--budget/--popsize under adam and --steps/--lr/... under cma would be silently ignored: one clear error,
+    in the library (AlignConfig.check_applies, called by align and run_experiment) and on the command line."""
+    from culturealign.errors import ConfigError
+
+    assert AlignConfig(country="CN").unused_settings() == []
+    assert AlignConfig(country="CN", optimizer="cma", popsize=4, budget=8).unused_settings() == []
+    assert AlignConfig(country="CN", optimizer="adam", budget=32, popsize=8).unused_settings() == [
+        "AlignConfig.popsize", "AlignConfig.budget"]
+    assert AlignConfig(country="CN", optimizer="adam", soft=SoftPromptConfig(space="full")).unused_settings() == [
+        "SoftPromptConfig.space"]
+    with pytest.raises(ConfigError, match="AlignConfig.steps, AlignConfig.lr, AlignConfig.max_grad_norm do not "
+                                          "apply to optimizer cma"):
+        AlignConfig(country="CN", optimizer="cma", steps=5, lr=0.1, max_grad_norm=None).check_applies()
+    runner = CliRunner()
+    common = ["align", "--country", "US", "--model", str(tiny_model_dir), "--constants", "zero"]
+    res = runner.invoke(app, [*common, "--out", str(tmp_path / "a"), "--budget", "32", "--popsize", "8"])
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
+    assert "--popsize, --budget do not apply to optimizer adam (only a black-box optimiser" in res.output
+    assert not (tmp_path / "a").exists()
+    res = runner.invoke(app, [*common, "--out", str(tmp_path / "b"), "--optimizer", "de", "--steps", "5",
+                              "--schedule", "constant"])
+    assert res.exit_code == 2 and "--steps, --schedule do not apply to optimizer de (only --optimizer adam" in res.output
+    res = runner.invoke(app, ["experiment", "--countries", "US", "--out", str(tmp_path / "e"), "--model",
+                              str(tiny_model_dir), "--constants", "zero", "--optimizer", "cma", "--lr", "0.5"])
+    assert res.exit_code == 2 and "--lr does not apply to optimizer cma" in res.output, res.output
