@@ -373,6 +373,7 @@ def compare(
     constants: Optional[str] = typer.Option(None, "--constants", help="default: the constants setting of the first run"),
     dimensions: Optional[str] = typer.Option(None, "--dimensions", help="restrict the loss to these dimensions, e.g. LTO,IVR (default: the first run's, else all six)"),
     backend: Optional[str] = RunBackendOpt, backend_args: Optional[str] = BackendArgsOpt,
+    test: bool = typer.Option(False, "--test", help="also score every prompt on the shipped test wording (vsm2013-test: for reporting only, never for choosing)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
     out: Optional[Path] = typer.Option(None, "--out", help="also write comparison.json into this folder"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing output file"),
@@ -382,7 +383,7 @@ def compare(
 
     settings = {"model": model, "constants": constants, "device": device, "dtype": dtype, "dimensions": dimensions,
                 "backend": backend, "backend_args": _backend_args(backend_args)}
-    result = compare_runs(runs or [], country, settings,
+    result = compare_runs(runs or [], country, settings, test=test,
                           on_session=lambda: out is not None and refuse_overwrite(out / "comparison.json", force))
     if not as_json:
         terminal.print_comparison(result)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import MeasureConfig
+from .config import AUTO_VALIDATION, TEST_WORDING, VALIDATION_WORDING, MeasureConfig
 from .errors import CultureAlignError
 from .measure import Session, measurement_record
 from .runs import load_run
@@ -40,11 +40,16 @@ def load_run_prompt(run_dir: str | Path, session: Session) -> tuple[SoftPrompt, 
 
 
 def compare(session: Session, country: CountryTarget, soft_prompts: dict[str, SoftPrompt | tuple[SoftPrompt, str]]
-            | None = None, methods: tuple[str, ...] = BASELINES) -> dict:
-    """Target, the prompting baselines, the reference-mean predictor and each soft prompt, per dimension and loss.
+            | None = None, methods: tuple[str, ...] = BASELINES, wordings: dict[str, Session] | None = None) -> dict:
+    """Target, the prompting baselines, the reference-mean and published-mean predictors and each soft prompt, per
+    dimension and loss.
 
     ``soft_prompts`` maps a label (e.g. the run folder) to a soft prompt and the prompt style it was trained with.
-    Returns ``{"country", "loss_dimensions", "constants", "rows": [{"method", "indices": {dim: v}, "loss"}]}``.
+    ``wordings`` maps a role (``validation``, ``test``) to a session on another wording of the instrument (sharing the
+    model and constants, :meth:`~culturealign.session.Session.with_questionnaire`): each prompt's per-order loss
+    there is reported beside the training wording's. Returns ``{"country", "loss_dimensions", "constants", "rows":
+    [{"method", "indices": {dim: v}, "loss", "per_order_loss", "wordings": {role: per-order loss}}]}``; ``loss``
+    is the pooled profile's (orders averaged first), ``per_order_loss`` the mean of each order's own.
     """
     session.resolve_constants()
     objective = session.objective(country)
@@ -55,18 +60,21 @@ def compare(session: Session, country: CountryTarget, soft_prompts: dict[str, So
                  "loss": objective.reference_mean_loss()})
     rows.append({"method": "published mean", "indices": _published_mean(country, session.targets, dims),
                  "loss": published_mean_loss(country, session.targets, objective.dimensions)})
-    records = {}
-    for style in methods:
-        records[style] = measurement_record(session.questionnaire, objective, session.answers(style, country), style)
+    prompts = {style: (None, style) for style in methods}
     for label, item in (soft_prompts or {}).items():
-        prompt, style = item if isinstance(item, tuple) else (item, item.metadata.get("prompt", "naive"))
-        answers = session.answers(style, country, prompt)
-        records[label] = measurement_record(session.questionnaire, objective, answers, style)
-    for label, rec in records.items():
+        prompts[label] = item if isinstance(item, tuple) else (item, item.metadata.get("prompt", "naive"))
+    for label, (prompt, style) in prompts.items():
+        rec = measurement_record(session.questionnaire, objective, session.answers(style, country, prompt), style)
+        held_out = {}
+        for role, other in (wordings or {}).items():
+            expected = other.answers(style, country, prompt).expected_by_order
+            held_out[role] = float(other.objective(country).survey_loss(expected, "per-order")[0])
         rows.append({"method": label, "indices": {d: rec["indices"][d]["model"] for d in dims},
-                     "loss": rec["loss"], "diagnostics": rec["diagnostics"]})
+                     "loss": rec["loss"], "per_order_loss": rec["per_order_loss"], "wordings": held_out,
+                     "diagnostics": rec["diagnostics"]})
     return {"country": country.to_dict(), "loss_dimensions": objective.dimensions,
-            "constants": constants.to_dict(), "rows": rows}
+            "constants": constants.to_dict(), "rows": rows,
+            "wordings": {role: other.questionnaire.source for role, other in (wordings or {}).items()}}
 
 
 def _published_mean(country: CountryTarget, targets, dims) -> dict:
@@ -79,16 +87,18 @@ def _published_mean(country: CountryTarget, targets, dims) -> dict:
 
 
 def compare_runs(runs: list[str | Path], country: str | None = None, settings: dict | None = None,
-                 on_session=None) -> dict:
+                 on_session=None, test: bool = False) -> dict:
     """:func:`compare` for the soft prompts of run folders ``runs``, measured with the first run's settings (or the
     defaults without a run) and its country unless ``country`` is given. ``settings`` overrides measurement fields
     (``model``, ``constants``, ``dimensions``, ``device``, ``dtype``, ``backend``, ...; a None value keeps the run's).
     ``on_session()`` is called once the target is checked, before the model loads (the CLI refuses an existing
-    output file there). The result carries the session's provenance."""
-    base = MeasureConfig()
+    output file there). Beside the training wording, every prompt is scored per order on the first run's
+    validation wording (without a run: the shipped one, for the VSM 2013) and, with ``test``, on the shipped test
+    wording; the result carries the session's provenance."""
+    base, validate = MeasureConfig(), AUTO_VALIDATION
     if runs:
         _, saved = load_run(runs[0])
-        base, country = saved.measure, country or saved.country
+        base, country, validate = saved.measure, country or saved.country, saved.validate
     if country is None:
         raise CultureAlignError("give --country or a run folder")
     base = base.updated(**(settings or {}))
@@ -98,7 +108,17 @@ def compare_runs(runs: list[str | Path], country: str | None = None, settings: d
     if on_session:
         on_session()
     session = Session(base)
-    result = compare(session, target, {str(r): load_run_prompt(r, session) for r in runs})
+    session.resolve_constants()
+    roles = {"validation": VALIDATION_WORDING if validate == AUTO_VALIDATION else validate,
+             **({"test": TEST_WORDING} if test else {})}
+    wordings = {}
+    for role, wording in roles.items():
+        try:
+            wordings[role] = session.with_questionnaire(wording)
+        except CultureAlignError:   # another instrument: no shipped wording of it to score on
+            if wording is not None and (role == "test" or validate != AUTO_VALIDATION):
+                raise
+    result = compare(session, target, {str(r): load_run_prompt(r, session) for r in runs}, wordings=wordings)
     result["provenance"] = session.provenance()
     return result
 

@@ -527,6 +527,9 @@ class AlignConfig:
         try:
             data = dict(data)
             soft, measure = data.pop("soft"), data.pop("measure")
+            # written before these fields existed: the behaviour of then (pooled orders, no validation)
+            data.setdefault("objective", ObjectiveKind.POOLED)
+            data.setdefault("validate", None)
             return cls(soft=SoftPromptConfig(**soft), measure=MeasureConfig(**measure), **data)
         except (TypeError, KeyError, ValueError) as exc:
             raise CultureAlignError(f"alignment configuration does not fit this version of culturealign ({exc})") from None

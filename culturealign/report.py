@@ -215,6 +215,10 @@ def _convergence(data: dict):
                 ax.step([h["evaluations"] for h in r["history"]], [h["best_loss"] for h in r["history"]],
                         where="post", color=colors[opt],
                         **({"lw": 0.9, "alpha": 0.45} if len(runs) > 1 else {"lw": 1.8}))
+                validated = [h for h in r["history"] if "validation_loss" in h]
+                if validated:   # the wording that picks the saved prompt: its curve beside training's
+                    ax.plot([h["evaluations"] for h in validated], [h["validation_loss"] for h in validated],
+                            ls="--", marker=".", color=colors[opt], lw=1.0, alpha=0.8)
             if len(runs) > 1:
                 # only where every seed has data, so the mean is never over a changing set of runs
                 lo = max(r["history"][0]["evaluations"] for r in runs)
@@ -226,9 +230,9 @@ def _convergence(data: dict):
                     ax.fill_between(grid, curves.min(0), curves.max(0), step="post", color=colors[opt], alpha=0.15)
                     ax.step(grid, curves.mean(0), where="post", color=colors[opt], lw=2.4)
         ax.set_title(country)
-        ax.set_xlabel("evaluations")
+        ax.set_xlabel("steps (gradient) / candidate evaluations (black-box)")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("best L1 loss")
+    axes[0][0].set_ylabel("L1 loss: selected prompt, training (solid); validation wording (dashed)")
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=colors[o], lw=2.4 if seeds[o] > 1 else 1.8,

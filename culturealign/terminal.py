@@ -257,11 +257,25 @@ def print_comparison(result: dict) -> None:
     for d in dims:
         table.add_column(d, justify="right")
     table.add_column("L1 loss", justify="right")
+    roles = list(result.get("wordings") or {})
+    per_order = any("per_order_loss" in row for row in result["rows"])
+    if per_order:
+        table.add_column("per-order", justify="right")
+    for role in roles:
+        table.add_column(f"{role}, per-order", justify="right")
     table.add_column("order r", justify="right")
     for row in result["rows"]:
         diag = row.get("diagnostics") or {}
+        model_free = row["method"] in ("target", "reference mean", "published mean")   # the same on every wording
+        extra = ([_fmt(row.get("per_order_loss"))] if per_order else []) + [
+            _fmt(row["loss"] if model_free and row["method"] != "target" else (row.get("wordings") or {}).get(role))
+            for role in roles]
         table.add_row(row["method"], *[_fmt(row["indices"][d], 0 if row["method"] == "target" else 1) for d in dims],
-                      "" if row["method"] == "target" else f"{row['loss']:.1f}", _fmt(diag.get("order_correlation"), 2))
+                      "" if row["method"] == "target" else f"{row['loss']:.1f}", *extra,
+                      _fmt(diag.get("order_correlation"), 2))
+    if roles:
+        table.caption = ("L1 loss: the pooled profile's (orders averaged); per-order: each order's own, averaged; "
+                         + "; ".join(f"{r}: {result['wordings'][r]}" for r in roles) + " (nothing is trained there)")
     console.print(table)
 
 

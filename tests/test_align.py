@@ -185,9 +185,13 @@ def test_compare_and_generate_with_a_run(tmp_path, tiny_model_dir):
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     methods = [r["method"] for r in out["rows"]]
-    assert methods == ["target", "reference mean", "naive", "persona", "icl", str(tmp_path / "run")]
+    assert methods == ["target", "reference mean", "published mean", "naive", "persona", "icl", str(tmp_path / "run")]
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert out["rows"][-1]["loss"] == pytest.approx(run["best"]["loss"], abs=1e-4)
+    # beside training: the validation wording that picked this prompt, scored again to the run's own number
+    assert out["wordings"] == {"validation": "instrument:vsm2013-validation"}
+    assert out["rows"][-1]["wordings"]["validation"] == pytest.approx(run["wordings"]["validation"]["best_loss"],
+                                                                      abs=1e-4)
     assert out["rows"][1]["loss"] == pytest.approx(run["reference_mean_loss"])
     res = runner.invoke(app, ["generate", "--soft-prompt", str(tmp_path / "run"), "--model", str(tiny_model_dir),
                               "--max-new-tokens", "5", "Hello"])
