@@ -523,6 +523,9 @@ def experiment(
     steps: int = typer.Option(_ALIGN.steps, "--steps", help="adam: gradient steps per alignment run"),
     lr: float = typer.Option(_ALIGN.lr, "--lr", help="adam: learning rate"),
     max_grad_norm: Optional[float] = typer.Option(_ALIGN.max_grad_norm, "--max-grad-norm", help="adam: clip the gradient to this norm before each step (0: no clipping)"),
+    objective: str = typer.Option(_ALIGN.objective, "--objective", help="per-order or pooled (see `align --help`)"),
+    validate: str = typer.Option(_ALIGN.validate, "--validate", help="the wording that picks each run's saved prompt: auto, none or a wording (see `align --help`)"),
+    validate_every: int = typer.Option(_ALIGN.validate_every, "--validate-every", help="score the validation wording every N steps (or generations)"),
     n_tokens: int = typer.Option(_SOFT.n_tokens, "--n-tokens"), placement: str = typer.Option(_SOFT.placement, "--placement"),
     space: str = typer.Option(_SOFT.space, "--space"), subspace_dim: int = typer.Option(_SOFT.subspace_dim, "--subspace-dim"),
     scale: float = typer.Option(_SOFT.scale, "--scale"),
@@ -555,7 +558,9 @@ def experiment(
         soft = SoftPromptConfig(n_tokens=n_tokens, placement=placement, space=space, subspace_dim=subspace_dim,
                                 scale=scale)
         acfg = AlignConfig(country="", optimizer=optimizer, popsize=popsize, budget=budget, steps=steps, lr=lr,
-                           max_grad_norm=max_grad_norm or None, soft=soft, measure=mcfg)
+                           max_grad_norm=max_grad_norm or None, objective=objective,
+                           validate=None if validate.lower() == "none" else validate, validate_every=validate_every,
+                           soft=soft, measure=mcfg)
         config = ExperimentConfig(countries=[t.name for t in targets], seeds=seeds, align=acfg,
                                   evaluations=_evaluations(evaluations, culturalbench_limit))
     say = (lambda msg: terminal.console.print(f"[dim]{msg}[/]")) if not as_json else None

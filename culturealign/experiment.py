@@ -313,8 +313,9 @@ def read_results(path: Path, units: list[Unit]) -> dict:
 
 def summarise(rows: list[dict]) -> dict:
     """Mean and 95 % CI of the loss (and of each evaluation's headline metric, e.g.
-    ``culturalbench_question_accuracy``) per country and method, and a paired test of the soft prompt against each
-    baseline over seeds."""
+    ``culturalbench_question_accuracy``) per country and method, and a test of the soft prompt's seeds against
+    each baseline: the baselines are deterministic (one value), so it is a one-sample t test (and a Wilcoxon
+    signed-rank test) of the seeds' losses against that value, labelled so in ``test``."""
     evaluations = [get_evaluation(name) for name in in_rows(rows)]
     out: dict = {}
     for country in dict.fromkeys(r["country"] for r in rows):
@@ -335,7 +336,8 @@ def summarise(rows: list[dict]) -> dict:
         for method in (*BASELINES, "reference mean"):
             base = [r["loss"] for r in rows if r["country"] == country and r["method"] == method]
             if soft and base:
-                tests[method] = paired_test(soft, [base[0]] * len(soft))
+                tests[method] = {**paired_test(soft, [base[0]] * len(soft)),
+                                 "test": "one-sample t and Wilcoxon signed-rank against the baseline's value"}
         out[country] = {"methods": per, "soft_prompt_vs": tests}
     return out
 
