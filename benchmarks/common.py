@@ -50,3 +50,20 @@ def write_section(name: str, body: str, path: Path = ROOT / "BENCHMARKS.md") -> 
     pattern = re.compile(rf"<!-- {re.escape(name)}:start -->.*?<!-- {re.escape(name)}:end -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text)
+
+
+def culturalbench_accuracy(backend, country_name: str, prompt, limit: int, batch_size: int = 24) -> float | None:
+    """CulturalBench-Hard question accuracy of ``prompt`` (a SoftPrompt, or None for the plain model) on the first
+    ``limit`` questions about the country; None when it has none."""
+    from culturealign.culturalbench import culturalbench_metrics, load_culturalbench, score_judgements
+    from culturealign.errors import CultureAlignError
+
+    try:
+        judgements = load_culturalbench(country_name, limit)
+    except CultureAlignError:
+        return None
+    if not judgements:
+        return None
+    return culturalbench_metrics(judgements, score_judgements(backend, judgements, None, prompt,
+                                                              batch_size))["question_accuracy"]
+

@@ -25,11 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, command, machine, write_section
+from common import ROOT, command, culturalbench_accuracy, machine, write_section
 
 from culturealign.align import AlignConfig, make_alignment
-from culturealign.culturalbench import culturalbench_metrics, load_culturalbench, score_judgements
-from culturealign.errors import CultureAlignError
 from culturealign.measure import MeasureConfig, Session
 from culturealign.softprompt import SoftPrompt, SoftPromptConfig, initial_embeddings
 from culturealign.targets import lookup
@@ -93,14 +91,9 @@ def held_out(session: Session, reworded: Session, prompt: SoftPrompt | None, cou
            **{f"{o} order only": float(objective.loss(by_order[i][None])[0]) for i, o in enumerate(answers.orders)}}
     re_objective = reworded.objective(country)
     out["reworded"] = float(re_objective.loss(reworded.survey("naive", country).answer(soft, placement).expected)[0])
-    if cb_limit:
-        try:
-            judgements = load_culturalbench(country.name, cb_limit)
-        except CultureAlignError:
-            judgements = []
-        if judgements:
-            out["culturalbench"] = culturalbench_metrics(judgements, score_judgements(
-                session.backend, judgements, None, prompt, session.config.batch_size))["question_accuracy"]
+    accuracy = culturalbench_accuracy(session.backend, country.name, prompt, cb_limit) if cb_limit else None
+    if accuracy is not None:
+        out["culturalbench"] = accuracy
     return out
 
 

@@ -33,13 +33,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import ROOT, command, machine, write_section
+from common import ROOT, command, culturalbench_accuracy, machine, write_section
 
 from culturealign.align import AlignConfig, align
 from culturealign.comparison import published_mean_loss
 from culturealign.config import TEST_WORDING, VALIDATION_WORDING
-from culturealign.culturalbench import culturalbench_metrics, load_culturalbench, score_judgements
-from culturealign.errors import CultureAlignError
 from culturealign.session import MeasureConfig, Session
 from culturealign.softprompt import SoftPrompt, initial_embeddings
 from culturealign.targets import lookup
@@ -60,15 +58,10 @@ def scores(wordings: dict[str, Session], country, style: str, soft: torch.Tensor
         out[role] = {"pooled": float(objective.survey_loss(by_order, "pooled")[0]),
                      "per_order": float(objective.survey_loss(by_order, "per-order")[0]),
                      **{o: float(objective.loss(by_order[:, i])[0]) for i, o in enumerate(answers.orders)}}
-    if cb_limit:
-        try:
-            judgements = load_culturalbench(country.name, cb_limit)
-        except CultureAlignError:
-            judgements = []
-        if judgements:
-            prompt = None if soft is None else SoftPrompt(soft, placement, {})
-            out["culturalbench"] = culturalbench_metrics(judgements, score_judgements(
-                wordings["training"].backend, judgements, None, prompt, 24))["question_accuracy"]
+    accuracy = culturalbench_accuracy(wordings["training"].backend, country.name,
+                                      None if soft is None else SoftPrompt(soft, placement, {}), cb_limit) if cb_limit else None
+    if accuracy is not None:
+        out["culturalbench"] = accuracy
     return out
 
 
