@@ -52,7 +52,7 @@ import torch
 from culturealign.instrument import DIMENSIONS, N_ITEMS, N_OPTIONS, Questionnaire
 from culturealign.models import LoadedModel, cache_dir
 from culturealign.prompts import LABELS, SurveyRow, render_chat, user_message
-from culturealign.scoring import SurveyScorer
+from culturealign.backends.hf import SurveyScorer
 from culturealign.targets import all_countries, lookup
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # tests/toymodels.py: the tiny model

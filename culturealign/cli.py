@@ -342,7 +342,7 @@ def reach(
     """What soft prompts can do on this model at all: push each index down and up with gradients, report the range."""
     from .gradient import reach as run_reach
     from .measure import Session
-    from .objective import parse_dimensions
+    from .config import parse_dimensions
     from .targets import targets_for
 
     dims = parse_dimensions(dimensions, Questionnaire.load(questionnaire).dimensions, "reach.dimensions")
@@ -403,12 +403,12 @@ def generate(
     seed: int = SeedOpt,
 ) -> None:
     """Talk to the model with a learned soft prompt in place."""
-    from .generation import generate as run_generate
     from .softprompt import load_with_model
 
     loaded, sp = load_with_model(soft_prompt, model, device, dtype, backend, _backend_args(backend_args))
+    sampling = {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
     if text is not None:
-        typer.echo(run_generate(loaded, text, sp, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed))
+        typer.echo(loaded.generate(None, text, sp, **sampling))
         return
     typer.echo("Interactive chat (each message is answered on its own; empty line or Ctrl-D to quit).")
     while True:
@@ -418,7 +418,7 @@ def generate(
             break
         if not line:
             break
-        typer.echo(run_generate(loaded, line, sp, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed))
+        typer.echo(loaded.generate(None, line, sp, **sampling))
 
 
 class _EvaluateGroup(TyperGroup):

@@ -5,7 +5,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import parse_dimensions  # noqa: F401  (re-exported: objective.parse_dimensions)
 from .errors import CultureAlignError
 from .instrument import Questionnaire
 from .targets import CountryTarget

@@ -30,7 +30,8 @@ from .config import ConstantsKind, MeasureConfig
 from .errors import CultureAlignError
 from .instrument import Questionnaire
 from .models import LoadedModel
-from .objective import Objective, parse_dimensions
+from .config import parse_dimensions
+from .objective import Objective
 from .softprompt import SoftPrompt
 from .survey import Survey, SurveyAnswers
 from .targets import CountryTarget, Targets, targets_for

@@ -139,7 +139,7 @@ def test_peft_adapter_loads_and_matches_our_prefix_scoring(tmp_path, tiny_tokeni
 
     from conftest import make_model
     from culturealign.prompts import PromptConfig, build_rows
-    from culturealign.scoring import SurveyScorer
+    from culturealign.backends.hf import SurveyScorer
     from culturealign.instrument import Questionnaire
 
     ours, base = make_model(tiny_tokenizer), make_model(tiny_tokenizer)

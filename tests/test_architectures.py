@@ -12,7 +12,7 @@ from culturealign.gradient import SurveyGradient
 from culturealign.instrument import Questionnaire
 from culturealign.models import LoadedModel
 from culturealign.prompts import PromptConfig, build_rows
-from culturealign.scoring import SurveyScorer
+from culturealign.backends.hf import SurveyScorer
 from culturealign.softprompt import SoftPromptConfig, embedding_scale, initial_embeddings
 from culturealign.targets import lookup
 from toymodels import make_tokenizer

@@ -7,7 +7,7 @@ from culturealign.errors import CultureAlignError
 from culturealign.instrument import Questionnaire
 from culturealign.models import LoadedModel
 from culturealign.prompts import PromptConfig, build_rows
-from culturealign.scoring import SurveyScorer
+from culturealign.backends.hf import SurveyScorer
 from culturealign.survey import Survey
 from culturealign.targets import lookup
 

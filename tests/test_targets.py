@@ -1,7 +1,7 @@
 import pytest
 
 from culturealign.errors import CultureAlignError
-from culturealign.objective import parse_dimensions
+from culturealign.config import parse_dimensions
 from culturealign.targets import all_countries, lookup
 
 

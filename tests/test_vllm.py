@@ -37,7 +37,7 @@ def setup():
     from culturealign.instrument import Questionnaire
     from culturealign.models import load_model
     from culturealign.prompts import LABELS, PromptConfig, build_rows
-    from culturealign.scoring import SurveyScorer
+    from culturealign.backends.hf import SurveyScorer
 
     lm = load_model("default")
     rows = build_rows(Questionnaire.builtin(), lm.tokenizer, PromptConfig(labels="letters"))

@@ -1,7 +1,7 @@
 """The vLLM backend (``--backend vllm``): survey rows scored by a vLLM engine, soft prompts sent as input embeddings.
 
-Every ``(candidate, row)`` sequence is built here exactly as :class:`culturealign.scoring.SurveyScorer` builds it
-(head ids -> embeddings, the soft prompt placed by :func:`~culturealign.scoring.place_soft_prompt`, tail) and the
+Every ``(candidate, row)`` sequence is built here exactly as :class:`culturealign.backends.hf.SurveyScorer` builds it
+(head ids -> embeddings, the soft prompt placed by :func:`~culturealign.backends.base.place_soft_prompt`, tail) and the
 whole population x rows goes to the engine as one ``LLM.generate`` call of ``{"prompt_embeds": (L, hidden)}``
 prompts. ``SamplingParams(max_tokens=1, logprob_token_ids=<label ids>)`` returns the labels' log-probabilities
 from a full-vocabulary log-softmax before any sampling processing, so the renormalised five-way distribution and
@@ -206,7 +206,7 @@ class VLLMBackend(Backend):
 
 class VLLMScorer:
     """Scores fixed survey rows through the vLLM engine: the same rows, label ids and soft-prompt placement as
-    :class:`culturealign.scoring.SurveyScorer`, next-token scoring only (labels must be single tokens)."""
+    :class:`culturealign.backends.hf.SurveyScorer`, next-token scoring only (labels must be single tokens)."""
 
     def __init__(self, backend: VLLMBackend, rows: Sequence[SurveyRow], labels: Sequence[str]):
         self.backend, self.rows, self.labels = backend, list(rows), list(labels)
