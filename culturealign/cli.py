@@ -188,7 +188,7 @@ def measure(
     batch_size: int = BatchOpt, max_memory: Optional[float] = MemoryOpt,
     backend: str = BackendOpt, backend_args: Optional[str] = BackendArgsOpt,
     soft_prompt: Optional[Path] = typer.Option(None, "--soft-prompt", help="a soft prompt folder written by `align`"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object (schema in the README)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object (schema in docs/commands.md)"),
     out: Optional[Path] = typer.Option(None, "--out", help="also write measurement.json into this folder"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing output file"),
     items: bool = typer.Option(True, "--items/--no-items", help="print the per-item table"),

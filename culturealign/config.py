@@ -454,7 +454,7 @@ class AlignConfig:
     patience: int | None = None        # stop after this many generations (or steps) without improvement
     steps: int = 40                    # gradient steps (BENCHMARKS.md, gradient alignment on the default model)
     lr: float = 0.02                   # 0.03 went further for 3 of 4 countries but bounced for India
-    schedule: Schedule = Schedule.COSINE     # constant lr overshot on the default model after ~7 steps (README)
+    schedule: Schedule = Schedule.COSINE     # constant lr overshot on the default model after a few steps (docs/method.md)
     loss: Loss = Loss.HUBER                  # ends lowest on the planted model (BENCHMARKS.md, defaults)
     huber_delta: float = 2.0           # index points
     # one gradient spike (India on the default model: norm 18 -> 11943 in one step) fills Adam's second moment and

@@ -54,7 +54,7 @@ EVALUATIONS = Registry("evaluation", "culturealign.evaluations.register_evaluati
 DEFAULT_EVALUATIONS: dict[str, int | None] = {"culturalbench": 20}
 
 #: the keys of an experiment row that are not evaluations (an evaluation's metrics sit under its name)
-ROW_KEYS = ("country", "method", "seed", "loss", "indices")
+ROW_KEYS = ("country", "method", "seed", "loss", "per_order_loss", "indices")
 
 
 class NotCovered(CultureAlignError):

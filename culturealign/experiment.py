@@ -122,13 +122,15 @@ def run_unit(unit: Unit, session: Session, out: str | Path, on_generation=None) 
     country = session.targets.lookup(unit.country)
     session.resolve_constants()  # anchored: the first unit fits them, the others read its cached fit
     objective = session.objective(country)
-    if unit.method == "reference mean":  # a predictor, not a prompt: nothing to evaluate
-        return _row(unit, objective.reference_mean_loss(), session.constants.to_dict()["values"],
-                    dict.fromkeys(unit.evaluations))
+    if unit.method == "reference mean":  # a predictor, not a prompt: nothing to evaluate (the same in every order)
+        loss = objective.reference_mean_loss()
+        return _row(unit, loss, session.constants_for(country).to_dict()["values"], dict.fromkeys(unit.evaluations),
+                    per_order_loss=loss)
     if unit.method in BASELINES:
         rec = measurement_record(session.questionnaire, objective, session.answers(unit.method, country), unit.method)
         return _row(unit, rec["loss"], {d: v["model"] for d, v in rec["indices"].items()},
-                    _evaluate(session, country.name, unit.method, None, unit.evaluations))
+                    _evaluate(session, country.name, unit.method, None, unit.evaluations),
+                    per_order_loss=rec["per_order_loss"])
     if unit.method != "soft prompt" or unit.align is None:
         raise CultureAlignError(f"unknown experiment unit {unit}")
     run_dir = unit.run_dir(out)
@@ -138,8 +140,13 @@ def run_unit(unit: Unit, session: Session, out: str | Path, on_generation=None) 
               on_generation=on_generation)
         run = read_run(run_dir, unit)
     prompt = SoftPrompt.load(run_dir)
-    return _row(unit, run["best"]["loss"], {d: v["model"] for d, v in run["best"]["indices"].items()},
-                _evaluate(session, country.name, unit.align.prompt, prompt, unit.evaluations))
+    # measured as the baselines are (the pooled loss and the per-order loss of the training wording): the run's own
+    # best.loss is its objective's, which under per-order is never below pooled
+    rec = measurement_record(session.questionnaire, objective,
+                             session.answers(unit.align.prompt, country, prompt), unit.align.prompt)
+    return _row(unit, rec["loss"], {d: v["model"] for d, v in rec["indices"].items()},
+                _evaluate(session, country.name, unit.align.prompt, prompt, unit.evaluations),
+                per_order_loss=rec["per_order_loss"])
 
 
 def read_run(run_dir: Path, unit: Unit | None = None) -> dict:
@@ -174,8 +181,10 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _row(unit: Unit, loss: float, indices: dict, evaluations: dict[str, dict | None]) -> dict:
+def _row(unit: Unit, loss: float, indices: dict, evaluations: dict[str, dict | None],
+         per_order_loss: float | None = None) -> dict:
     return {"country": unit.country, "method": unit.method, "seed": unit.seed, "loss": float(loss),
+            "per_order_loss": None if per_order_loss is None else float(per_order_loss),
             "indices": {d: float(v) for d, v in indices.items()}, **evaluations}
 
 

@@ -42,7 +42,7 @@ BUILTIN_INSTRUMENT = "vsm2013"
 #: The file is read only when the instrument is used.
 INSTRUMENTS: dict[str, object] = {BUILTIN_INSTRUMENT: resources.files("culturealign") / "data/vsm2013/vsm2013.json"}
 _SOURCES = {BUILTIN_INSTRUMENT: "builtin:vsm2013-en"}  # how a registered instrument is named in provenance
-#: rewordings of the VSM 2013's 24 items written for this project, one per role (README, "Wordings"): a second
+#: rewordings of the VSM 2013's 24 items written for this project, one per role (docs/method.md, "Wordings"): a second
 #: training wording, the validation wording that picks the saved prompt, and a test wording nothing is tuned on
 for _name in ("vsm2013-reworded", "vsm2013-validation", "vsm2013-test"):
     INSTRUMENTS[_name] = resources.files("culturealign") / f"data/vsm2013/{_name}.json"

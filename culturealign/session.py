@@ -175,7 +175,7 @@ class Session:
 
     # ---- the measurement record -----------------------------------------------------------------------------------
     def measure(self, country: CountryTarget, style: str, soft_prompt: SoftPrompt | None = None) -> dict:
-        """One country's measurement as a JSON-ready dict (schema in the README)."""
+        """One country's measurement as a JSON-ready dict (schema in docs/commands.md)."""
         from .measure import measurement_record  # measure.py re-exports Session: imported here, not at the top
 
         objective = self.objective(country)  # fails early on a missing dimension

@@ -181,7 +181,7 @@ def targets_for(questionnaire: Questionnaire | str | Path | None) -> Targets:
             raise CultureAlignError(
                 f"questionnaire {q.source} has no target scores for {', '.join(unknown)} (Hofstede's published "
                 f"scores cover {', '.join(HOFSTEDE_DIMENSIONS)}): give it a 'targets' section, "
-                f'{{"<country>": {{"{unknown[0]}": <score>, ...}}, ...}} (README: Extending culturealign)')
+                f'{{"<country>": {{"{unknown[0]}": <score>, ...}}, ...}} (docs/extending.md: An instrument)')
         return hofstede(q.dimensions)
     source = f"the targets section of {q.source}"
     by_iso = {}

@@ -254,11 +254,3 @@ def test_every_problem_is_named_at_once_and_a_country_given_twice(tmp_path):
     twice = _spoiled(lambda d: d["targets"].update(CN={"Harmony": 1}))
     with pytest.raises(CultureAlignError, match="targets 'China' and 'CN' are the same country"):
         targets_for(_write(tmp_path, twice))
-
-
-def test_the_readme_example_instrument_is_valid():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    block = readme.split("**An instrument.**")[1].split("```json")[1].split("```")[0]
-    q = Questionnaire.from_dict(json.loads(block), "README")
-    assert q.dimensions == ("HAR", "THR", "ZEA") and q.n_items == 6 and q.items[5].options[0] == "strongly agree"
-    assert targets_for(q).lookup("US").vector(q.dimensions).tolist() == [10, 50, 30]

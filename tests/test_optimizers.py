@@ -69,7 +69,7 @@ def test_registering_an_optimiser_is_one_function_and_one_line(monkeypatch):
 
 
 def test_align_runs_a_registered_optimiser(tmp_path, tiny_model, tiny_tokenizer, monkeypatch):
-    """The README's "Extending" example end to end: a registered optimiser runs a whole alignment, and its run
+    """The "Extending" example (docs/extending.md) end to end: a registered optimiser runs a whole alignment, and its run
     folder loads back."""
     from culturealign.align import align
     from culturealign.config import MeasureConfig, SoftPromptConfig
