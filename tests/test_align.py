@@ -249,7 +249,9 @@ def test_split_scoring_refuses_workers_of_other_settings_and_gradient_runs(tmp_p
         align(_config(budget=4), tmp_path / "other", session=_session(tiny_model, tiny_tokenizer),
               executor=LocalExecutor(context=other))
     with pytest.raises(CultureAlignError, match="cannot be split over --executor local"):
-        align(dataclasses.replace(_config(), optimizer="adam"), tmp_path / "adam", session=other, executor=LocalExecutor(context=other))
+        adam = AlignConfig(country="CN", optimizer="adam", steps=2, soft=SoftPromptConfig(n_tokens=3, placement="suffix"),
+                       measure=MeasureConfig(model="tiny", constants="zero", order="forward"))
+        align(adam, tmp_path / "adam", session=other, executor=LocalExecutor(context=other))
     assert not (tmp_path / "adam").exists()
     # on the command line: before Ray starts (no Ray is started here), and the Ray options need --executor ray
     runner = CliRunner()

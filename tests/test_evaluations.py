@@ -168,7 +168,11 @@ def test_an_older_experiment_folder_reads_as_before(tmp_path):
     config = read_config(PAPER_RUN)
     assert config.evaluations == {"culturalbench": 20}
     results = read_results(PAPER_RUN / "results.json", plan(config))
-    assert to_json(summarise(results["rows"])) == to_json(results["summary"])
+    summary = summarise(results["rows"])
+    for country in summary.values():   # the label of the test kind was added after this folder was written
+        for test in country["soft_prompt_vs"].values():
+            assert test.pop("test").startswith("one-sample t")
+    assert to_json(summary) == to_json(results["summary"])
     folder = tmp_path / "paper-run"
     shutil.copytree(PAPER_RUN, folder)
     table = re.compile(r"<h2>CulturalBench-Hard</h2>.*?</p>")

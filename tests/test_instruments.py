@@ -103,7 +103,7 @@ def test_measure_and_align_an_instrument_end_to_end(tmp_path, toy, tiny_model, t
 
     # alignment: two Adam steps, then one black-box generation, on the same instrument
     config = MeasureConfig(model="tiny", questionnaire="toy", constants="zero", order="both")
-    soft = SoftPromptConfig(n_tokens=2, placement="suffix", subspace_dim=4)
+    soft = SoftPromptConfig(n_tokens=2, placement="suffix")
     run = align(AlignConfig(country="CN", optimizer="adam", steps=2, soft=soft, measure=config), tmp_path / "adam",
                 session=session)
     assert run["status"] == "finished" and run["generations"] == 2
@@ -113,7 +113,8 @@ def test_measure_and_align_an_instrument_end_to_end(tmp_path, toy, tiny_model, t
     assert {"best_Harmony", "best_Thrift", "best_Zeal"} <= set(header) and "best_PDI" not in header
     record, saved = load_run(tmp_path / "adam")          # run.json is checked against the toy's dimensions
     assert saved.measure.questionnaire == "toy" and record["best"]["loss"] == run["best"]["loss"]
-    box = align(AlignConfig(country="U.S.A.", optimizer="cma", popsize=4, budget=4, soft=soft, measure=config),
+    box = align(AlignConfig(country="U.S.A.", optimizer="cma", popsize=4, budget=4,
+                            soft=SoftPromptConfig(n_tokens=2, placement="suffix", subspace_dim=4), measure=config),
                 tmp_path / "cma", session=session)
     assert box["generations"] == 1 and list(box["best"]["indices"]) == list(DIMS)
     assert box["best"]["loss"] == pytest.approx(sum(v["abs_diff"] for v in box["best"]["indices"].values()))

@@ -100,7 +100,7 @@ def test_single_run_report(tmp_path):
     _write_run(run, "China", "de", 3, rng)
     page = write_report(run).read_text()
     assert set(_images(page)) == {"radar_China.png", "convergence.png", "dimensions.png"}
-    assert "Paired tests need at least two" in page  # one seed: no paired test
+    assert "Tests against the baselines need at least two" in page  # one seed: no test
     # with comparison.json the baselines join; the soft prompt row is labelled by its folder there
     comparison = {"country": {"name": "China"}, "loss_dimensions": list(DIMENSIONS),
                   "rows": [{"method": "target", "indices": TARGETS["China"], "loss": 0.0},
