@@ -141,11 +141,12 @@ def main() -> None:
         write_report(results)
 
 
-def _gain_kept(run: dict) -> float:
-    """The share of the per-order training gain (start -> final) kept on the test wording, per-order."""
+def _gain_kept(run: dict) -> str:
+    """The share of the per-order training gain (start -> final) kept on the test wording, per-order; "no gain"
+    where the kept prompt did not lower the training per-order loss at all."""
     train = run["start"]["training"]["per_order"] - run["final"]["training"]["per_order"]
     test = run["start"]["test"]["per_order"] - run["final"]["test"]["per_order"]
-    return test / train if train > 0 else float("nan")
+    return f"{test / train:.2f}" if train > 0 else "no gain"
 
 
 def write_report(results: dict) -> None:
@@ -159,7 +160,7 @@ def write_report(results: dict) -> None:
             detail.append(
                 f"| {name} | {r['objective']} | {r['seed']} | {s['test']['per_order']:.1f} -> **{f['test']['per_order']:.1f}** "
                 f"({f['test']['per_order'] / ref:.2f}) | {s['test']['forward']:.1f} -> {f['test']['forward']:.1f} | "
-                f"{s['test']['reverse']:.1f} -> {f['test']['reverse']:.1f} | {_gain_kept(r):.2f} | "
+                f"{s['test']['reverse']:.1f} -> {f['test']['reverse']:.1f} | {_gain_kept(r)} | "
                 f"{s['validation']['per_order']:.1f} -> {f['validation']['per_order']:.1f} | "
                 f"{s['training']['per_order']:.1f} -> {f['training']['per_order']:.1f} | "
                 f"{s['training']['pooled']:.1f} -> {f['training']['pooled']:.1f} | {r['best_generation']} | "
@@ -176,17 +177,17 @@ def write_report(results: dict) -> None:
         start = (default or pooled)
         readme.append(f"| {name} | {start['start']['test']['per_order']:.1f} | {base} | {ref:.1f} | "
                       f"{e['published mean']:.1f} | **{cell(default)}** | {train(default)} | "
-                      f"{'-' if default is None else f'{_gain_kept(default):.2f}'} | {cell(pooled)} | {train(pooled)} |")
+                      f"{'-' if default is None else _gain_kept(default)} | {cell(pooled)} | {train(pooled)} |")
     body = ["### Held-out alignment on `default`: per-order objective and validation, against pooled", "",
             *(f"Command: `{c}`  " for c in results["commands"]), f"Machine: {results.get('machine', '?')}  ",
             "Every run is `align`'s default (40 Adam steps, lr 0.02 cosine, clipped to norm 1, Huber surrogate, 8 "
             "prefix tokens from \"You are a person from <country>.\", naive prompt, anchored constants with the "
             "target left out, both option orders) with the objective in its row; the prompt kept is the one best on "
-            "the validation wording (`vsm2013-validation`, per-order, every 5 steps: the step in 'kept'). Seed 0 "
+            "the validation wording (`vsm2013-validation`, per-order, every 5 steps: the step in 'kept step'). Seed 0 "
             "starts at the text itself, so both objectives start from the same prompt and spend the same 40 steps. "
             "Scores: L1 loss over the six dimensions, under the run's constants. **Test** is `vsm2013-test`, a "
             "wording nothing was tuned or chosen on, each option order scored alone and averaged; start -> final. "
-            "'kept': the share of the per-order training gain kept on the test wording. 'below prompts': test "
+            "'kept': the share of the per-order training gain kept on the test wording ('no gain': the kept prompt's per-order training loss is not below the start's). 'below prompts': test "
             "per-order loss below naive, persona and ICL prompting. Each run's full AlignConfig and history are in "
             "benchmarks/results/heldout-default.json.", "",
             "Prompting baselines and model-free predictors, test wording, per-order loss:", "",
