@@ -15,7 +15,7 @@ from common import command, machine, write_section
 
 from culturealign.instrument import Questionnaire
 from culturealign.models import load_model
-from culturealign.prompts import PromptConfig
+from culturealign.config import PromptConfig
 from culturealign.survey import Survey
 from culturealign.targets import lookup
 

@@ -28,7 +28,7 @@ from culturealign import report
 from culturealign.config import AlignConfig, MeasureConfig
 from culturealign.executors import LocalExecutor, RayExecutor
 from culturealign.experiment import ExperimentConfig, read_config, run_experiment
-from culturealign.measure import Session
+from culturealign.session import Session
 from culturealign.targets import countries_for, lookup
 
 METHODS = ("naive", "persona", "icl", "reference mean", "soft prompt")

@@ -25,7 +25,7 @@ from culturealign.gradient import SurveyGradient, alignment_loss
 from culturealign.instrument import Questionnaire
 from culturealign.models import LoadedModel, load_model
 from culturealign.opinions import load_opinions, score_opinions
-from culturealign.prompts import PromptConfig
+from culturealign.config import PromptConfig
 from culturealign.softprompt import SoftPrompt
 from culturealign.survey import Survey
 from culturealign.targets import lookup

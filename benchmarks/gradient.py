@@ -27,9 +27,12 @@ import numpy as np
 
 from common import ROOT, command, culturalbench_accuracy, machine, write_section
 
-from culturealign.align import AlignConfig, make_alignment
-from culturealign.measure import MeasureConfig, Session
-from culturealign.softprompt import SoftPrompt, SoftPromptConfig, initial_embeddings
+from culturealign.config import AlignConfig
+from culturealign.align import make_alignment
+from culturealign.config import MeasureConfig
+from culturealign.session import Session
+from culturealign.config import SoftPromptConfig
+from culturealign.softprompt import SoftPrompt, initial_embeddings
 from culturealign.targets import lookup
 
 REWORDED = "vsm2013-reworded"   # a registered wording (culturealign/data/vsm2013/)

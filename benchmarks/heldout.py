@@ -35,7 +35,8 @@ import torch
 
 from common import ROOT, command, culturalbench_accuracy, machine, write_section
 
-from culturealign.align import AlignConfig, align
+from culturealign.config import AlignConfig
+from culturealign.align import align
 from culturealign.comparison import published_mean_loss
 from culturealign.config import TEST_WORDING, VALIDATION_WORDING
 from culturealign.session import MeasureConfig, Session

@@ -13,9 +13,12 @@ import numpy as np
 
 from common import command, machine, write_section
 
-from culturealign.measure import MeasureConfig, Session
+from culturealign.backends.hf import EmbeddingLookup
+from culturealign.config import MeasureConfig
+from culturealign.session import Session
 from culturealign.models import load_model
-from culturealign.softprompt import PromptSpace, SoftPromptConfig, initial_embeddings
+from culturealign.config import SoftPromptConfig
+from culturealign.softprompt import PromptSpace, initial_embeddings
 from culturealign.targets import lookup
 
 SETTINGS = [
@@ -47,7 +50,7 @@ def main() -> None:
     plain = objective.loss(survey.answer().expected)[0]
     for placement, n_tokens, scale, space in settings:
         cfg = SoftPromptConfig(n_tokens=n_tokens, placement=placement, scale=scale, space=space)
-        p0 = initial_embeddings(cfg, emb, lm.tokenizer, country.name, seed=0)
+        p0 = initial_embeddings(cfg, EmbeddingLookup(emb), lm.tokenizer, country.name, seed=0)
         prompt_space = PromptSpace(p0, sigma, cfg, seed=0)
         prompts = prompt_space(np.random.default_rng(0).standard_normal((n, prompt_space.dim)))
         t0 = time.perf_counter()

@@ -25,7 +25,8 @@ import torch
 from common import ROOT, command, machine, write_section
 
 from culturealign.evaluations import get_evaluation, run_evaluation
-from culturealign.measure import MeasureConfig, Session
+from culturealign.config import MeasureConfig
+from culturealign.session import Session
 from culturealign.softprompt import load_soft_prompt
 from culturealign.targets import lookup
 

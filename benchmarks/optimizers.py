@@ -28,9 +28,11 @@ import torch
 from common import ROOT, command, machine, write_section
 from planted_culture import NEUTRAL_TEXT, PAPER_COUNTRIES, planted_info, planted_session, train_planted
 
-from culturealign.align import AlignConfig, make_alignment
+from culturealign.config import AlignConfig
+from culturealign.align import make_alignment
 from culturealign.instrument import DIMENSIONS
-from culturealign.softprompt import SoftPromptConfig, initial_embeddings
+from culturealign.config import SoftPromptConfig
+from culturealign.softprompt import initial_embeddings
 from culturealign.targets import lookup
 
 N_TOKENS, POPSIZE = 8, 16
@@ -79,7 +81,7 @@ def run_one(session, country: str, method: Method, placement: str, init: str, bu
                           soft=soft, measure=session.config)
     run = make_alignment(cfg, run_dir, session=session)
     # the start is drawn with the run's seed, shared by every method; the optimiser's own draws use opt_seed
-    p0 = initial_embeddings(soft, session.lm.model.get_input_embeddings(), session.lm.tokenizer, run.country.name,
+    p0 = initial_embeddings(soft, session.backend, session.backend.tokenizer, run.country.name,
                             seed)
     if not torch.equal(p0, run.p0):
         run.p0 = p0

@@ -473,7 +473,8 @@ def planted_info(lm: LoadedModel) -> dict:
 def planted_session(lm: LoadedModel):
     """The measurement session for the planted model: its option order and its constants C (the training
     countries' mean profile, from the model folder's constants.json)."""
-    from culturealign.measure import MeasureConfig, Session
+    from culturealign.config import MeasureConfig
+    from culturealign.session import Session
 
     return Session(MeasureConfig(model=lm.resolved_path, constants=str(Path(lm.resolved_path) / "constants.json"),
                                  order=ORDER), lm=lm)

@@ -50,7 +50,7 @@ from .config import (AUTO_VALIDATION, GRADIENT_OPTIMIZERS, VALIDATION_WORDING, A
 from .errors import CultureAlignError
 from .executors import worker_context
 from .io import atomic_write_bytes, atomic_write_json, atomic_write_text, refuse_overwrite
-from .measure import Session
+from .session import Session
 from .optimizers import AskTellOptimizer
 from .softprompt import (PEFT_FILES, SOFT_PROMPT_FILE, SOFT_PROMPT_JSON, PromptSpace, SoftPrompt,
                          embedding_scale, initial_embeddings)

@@ -89,7 +89,7 @@ GpusPerActorOpt = typer.Option(None, "--gpus-per-actor", help="with --executor r
 def _config(model, device, dtype, questionnaire, constants, cat_mas, dimensions, order="both", labels=DEFAULT_LABELS.value,
             answer_prefix="", answer_mode="distribution", samples=20, seed=0, batch_size=24, max_memory=None,
             backend=DEFAULT_BACKEND, backend_args=None):
-    from .measure import MeasureConfig
+    from .config import MeasureConfig
 
     return MeasureConfig(model=model, device=device, dtype=dtype, backend=backend,
                          backend_args=_backend_args(backend_args) or {},
@@ -112,7 +112,7 @@ def _wants_ray(executor: str, address: Optional[str], actors: Optional[int], gpu
 def _ray_executor(measure, address: Optional[str], actors: Optional[int], gpus_per_actor: Optional[float]):
     """Ray actors, each holding a Session of ``measure`` (the model, loaded once per actor)."""
     from .executors import RayExecutor
-    from .measure import Session
+    from .session import Session
 
     runner = RayExecutor(functools.partial(Session, measure), actors=actors, gpus_per_actor=gpus_per_actor,
                          address=address)
@@ -224,7 +224,7 @@ def indices(
     q = Questionnaire.load(questionnaire).with_mas_weight(MAS_WEIGHT_CAT if cat_mas_weight else MAS_WEIGHT_MANUAL)
     item_means = read_means(means, q.n_items)
     from . import constants as consts
-    from .measure import Session
+    from .session import Session
 
     c = consts.resolve(constants, lambda: Session(_config(
         model, device, dtype, questionnaire, constants, cat_mas_weight, None, backend=backend,
@@ -277,8 +277,9 @@ def align(
     as_json: bool = typer.Option(False, "--json", help="print run.json at the end"),
 ) -> None:
     """Learn a soft prompt that aligns the model's indices to a country (the paper's method)."""
-    from .align import AlignConfig, align as run_align, check_executor, read_checkpoint
-    from .softprompt import SoftPromptConfig
+    from .config import AlignConfig
+    from .align import align as run_align, check_executor, read_checkpoint
+    from .config import SoftPromptConfig
     from .targets import targets_for
 
     use_ray = _wants_ray(executor, address, actors, gpus_per_actor)
@@ -341,7 +342,7 @@ def reach(
 ) -> None:
     """What soft prompts can do on this model at all: push each index down and up with gradients, report the range."""
     from .gradient import reach as run_reach
-    from .measure import Session
+    from .session import Session
     from .config import parse_dimensions
     from .targets import targets_for
 
@@ -475,7 +476,8 @@ def registered_evaluation(
     """Run the registered evaluation this command is named after (see `culturealign evaluate --help`)."""
     from .config import PromptStyle
     from .evaluations import get_evaluation, run_evaluation
-    from .measure import MeasureConfig, Session
+    from .config import MeasureConfig
+    from .session import Session
     from .softprompt import load_with_model
     from .targets import lookup
 
@@ -541,11 +543,11 @@ def experiment(
     as_json: bool = typer.Option(False, "--json", help="print results.json at the end"),
 ) -> None:
     """Every method x country x seed on the VSM loss and the evaluations (CulturalBench), with 95 % CIs and one-sample tests against each baseline."""
-    from .align import AlignConfig
+    from .config import AlignConfig
     from .executors import LocalExecutor
     from .experiment import ExperimentConfig, read_config, run_experiment
-    from .measure import Session
-    from .softprompt import SoftPromptConfig
+    from .session import Session
+    from .config import SoftPromptConfig
     from .targets import targets_for
 
     use_ray = _wants_ray(executor, address, actors, gpus_per_actor)

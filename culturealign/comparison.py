@@ -13,7 +13,8 @@ import numpy as np
 
 from .config import AUTO_VALIDATION, TEST_WORDING, VALIDATION_WORDING, MeasureConfig
 from .errors import CultureAlignError
-from .measure import Session, measurement_record
+from .session import Session
+from .survey import measurement_record
 from .runs import load_run
 from .softprompt import SoftPrompt, load_soft_prompt
 from .targets import CountryTarget, targets_for

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Sequence
 
+from .backends import check_backend_name   # the backend registry: names only, nothing imported
 from .errors import ConfigError, CultureAlignError
 from .instrument import DIMENSIONS, MAS_WEIGHT_MANUAL, Questionnaire
 
@@ -321,6 +322,24 @@ def _registered_optimizer(name) -> bool:
 
 
 @dataclass
+class PromptConfig:
+    """How items are asked. ``order='both'`` asks every item with options listed 1..5 and 5..1 and averages."""
+
+    style: PromptStyle = PromptStyle.NAIVE
+    labels: Labels = DEFAULT_LABELS
+    answer_prefix: str = ""
+    order: Order = Order.BOTH
+
+    def __post_init__(self) -> None:
+        self.style = PromptStyle.parse(self.style, "PromptConfig.style", "prompt style")
+        self.labels = Labels.parse(self.labels, "PromptConfig.labels", "option labels")
+        self.order = Order.parse(self.order, "PromptConfig.order", "option order")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
 class MeasureConfig:
     """Everything that decides a measurement (recorded with every result)."""
 
@@ -363,8 +382,6 @@ class MeasureConfig:
         if not math.isfinite(self.mas_weight):
             raise ConfigError(f"MeasureConfig.mas_weight must be a finite number, not {self.mas_weight}",
                               "MeasureConfig.mas_weight")
-        from .backends import check_backend_name
-
         check_backend_name(self.backend)
         _check_backend_args(self.backend_args)
 
@@ -377,8 +394,6 @@ class MeasureConfig:
         return replace(self, **changes)
 
     def prompt(self, style: str) -> "PromptConfig":
-        from .prompts import PromptConfig
-
         return PromptConfig(style=style, labels=self.labels, answer_prefix=self.answer_prefix, order=self.order)
 
     def to_dict(self) -> dict:

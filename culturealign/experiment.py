@@ -28,7 +28,8 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .align import CHECKPOINT, AlignConfig, align
+from .config import AlignConfig
+from .align import CHECKPOINT, align
 from .comparison import BASELINES
 from .config import ConstantsKind
 from .errors import CultureAlignError
@@ -37,7 +38,8 @@ from .evaluations import (DEFAULT_EVALUATIONS, EVALUATIONS, NotCovered, check_li
 from .executors import LocalExecutor, worker_context
 from .instrument import Questionnaire
 from .io import atomic_write_json, read_json, refuse_overwrite
-from .measure import Session, measurement_record
+from .session import Session
+from .survey import measurement_record
 from .softprompt import SoftPrompt
 from .stats import mean_ci, paired_test
 from .targets import targets_for

@@ -15,7 +15,8 @@ them, in micro-batches that respect the scorer's memory limit:
 Example (a tiny random model; shapes only):
 
 >>> from culturealign.models import LoadedModel
->>> from culturealign.measure import MeasureConfig, Session
+>>> from culturealign.config import MeasureConfig
+>>> from culturealign.session import Session
 >>> tok = make_tokenizer(); lm = LoadedModel(make_model(tok), tok, "tiny", "tiny")
 >>> session = Session(MeasureConfig(constants="zero", order="both"), lm=lm)
 >>> grad = SurveyGradient(session.survey("naive", None), session.constants.values, placement="suffix")

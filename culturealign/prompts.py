@@ -6,9 +6,9 @@ placement) or between head and tail (``suffix`` placement).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-from .config import DEFAULT_LABELS, Labels, Order, PromptStyle
+from .config import Labels, Order, PromptConfig, PromptStyle
 from .errors import CultureAlignError
 from .instrument import Questionnaire
 from .targets import CountryTarget
@@ -24,24 +24,6 @@ DIMENSION_EXPLANATIONS = {
     "LTO": "the degree to which society prepares for the future through thrift and persistence rather than honouring tradition",
     "IVR": "the degree to which society allows relatively free gratification of basic drives related to enjoying life",
 }
-
-
-@dataclass
-class PromptConfig:
-    """How items are asked. ``order='both'`` asks every item with options listed 1..5 and 5..1 and averages."""
-
-    style: PromptStyle = PromptStyle.NAIVE
-    labels: Labels = DEFAULT_LABELS
-    answer_prefix: str = ""
-    order: Order = Order.BOTH
-
-    def __post_init__(self) -> None:
-        self.style = PromptStyle.parse(self.style, "PromptConfig.style", "prompt style")
-        self.labels = Labels.parse(self.labels, "PromptConfig.labels", "option labels")
-        self.order = Order.parse(self.order, "PromptConfig.order", "option order")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

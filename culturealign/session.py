@@ -33,7 +33,7 @@ from .models import LoadedModel
 from .config import parse_dimensions
 from .objective import Objective
 from .softprompt import SoftPrompt
-from .survey import Survey, SurveyAnswers
+from .survey import Survey, SurveyAnswers, measurement_record
 from .targets import CountryTarget, Targets, targets_for
 
 
@@ -176,8 +176,6 @@ class Session:
     # ---- the measurement record -----------------------------------------------------------------------------------
     def measure(self, country: CountryTarget, style: str, soft_prompt: SoftPrompt | None = None) -> dict:
         """One country's measurement as a JSON-ready dict (schema in docs/commands.md)."""
-        from .measure import measurement_record  # measure.py re-exports Session: imported here, not at the top
-
         objective = self.objective(country)  # fails early on a missing dimension
         answers = self.answers(style, country, soft_prompt)
         return {**measurement_record(self.questionnaire, objective, answers, style),

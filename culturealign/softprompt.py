@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from safetensors.torch import save
 
-from .config import INITS, SPACES, SoftPromptConfig  # noqa: F401  (re-exported)
+from .config import SoftPromptConfig
 from .errors import CultureAlignError
 from .io import atomic_write_bytes, atomic_write_json
 from .prompts import STYLES
@@ -32,26 +32,25 @@ PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
 def _embeddings(source):
-    """``source`` as something with ``embed(ids)`` and ``embedding_matrix()``: a backend as it is, or a model's
-    input-embedding module (older callers) through the ``hf`` backend's lookup."""
+    """``source`` as something with ``embed(ids)`` and ``embedding_matrix()``: a backend, or
+    :class:`~culturealign.backends.hf.EmbeddingLookup` over a model's input-embedding module."""
     if hasattr(source, "embed") and hasattr(source, "embedding_matrix"):
         return source
-    from .backends.hf import EmbeddingLookup
-
-    return EmbeddingLookup(source)
+    raise CultureAlignError(f"{type(source).__name__} has no embed()/embedding_matrix(): pass a backend, or "
+                            "culturealign.backends.hf.EmbeddingLookup(model.get_input_embeddings())")
 
 
 def embedding_scale(source) -> float:
     """The standard deviation sigma of the input embeddings as the model sees them (a model that scales its
     embeddings, as Gemma does by sqrt(hidden), has its rows scaled). ``source``: a backend (or an embedding
-    module)."""
+    lookup)."""
     return float(_embeddings(source).embedding_matrix().float().std())
 
 
 def initial_embeddings(config: SoftPromptConfig, source, tokenizer, country_name: str | None,
                        seed: int) -> torch.Tensor:
-    """The starting point p0 ``(n_tokens, hidden)``, float32 on the CPU. ``source``: a backend (or the model's
-    input-embedding module); ``tokenizer``: its tokenizer. A text start with ``seed`` > 0 adds Gaussian noise of
+    """The starting point p0 ``(n_tokens, hidden)``, float32 on the CPU. ``source``: a backend (or an
+    :class:`~culturealign.backends.hf.EmbeddingLookup`); ``tokenizer``: its tokenizer. A text start with ``seed`` > 0 adds Gaussian noise of
     ``config.init_noise`` embedding SDs per coordinate, so that seeds are different starts (seed 0: the text)."""
     lookup = _embeddings(source)
     gen = torch.Generator().manual_seed(seed)

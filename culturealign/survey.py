@@ -12,9 +12,11 @@ import numpy as np
 import torch
 
 from .backends.base import Backend, as_backend
+from .config import PromptConfig
 from .errors import CultureAlignError
 from .instrument import N_OPTIONS, Questionnaire
-from .prompts import LABELS, PromptConfig, build_rows
+from .objective import Objective
+from .prompts import LABELS, build_rows
 from .targets import CountryTarget
 
 ANSWERS = np.arange(1, N_OPTIONS + 1, dtype=float)
@@ -153,3 +155,64 @@ class Survey:
         with np.errstate(invalid="ignore", divide="ignore"):
             probs = counts / counts.sum(-1, keepdims=True)
         return self._by_order(probs, np.full(unparsed.shape, np.nan), unparsed)
+
+
+# ---- the measurement record (Session.measure, compare, experiment) ----------------------------------------------
+ORDER_WARNING_R = 0.3
+SPREAD_WARNING = 0.1
+
+
+def measurement_record(questionnaire: Questionnaire, objective: Objective, answers: SurveyAnswers,
+                       style: str) -> dict:
+    expected = answers.expected[0]
+    indices = objective.indices(expected)[0]
+    target = objective.target
+    order_indices = objective.indices(answers.expected_by_order[0])     # (n_orders, n_dimensions)
+    dims = {}
+    for d, dim in enumerate(questionnaire.dimensions):
+        t = target.scores.get(dim)
+        dims[dim] = {"name": questionnaire.names[dim], "target": t, "model": float(indices[d]),
+                     "by_order": {order: float(order_indices[o, d]) for o, order in enumerate(answers.orders)},
+                     "abs_diff": None if t is None else float(abs(indices[d] - t)),
+                     "in_loss": dim in objective.dimensions, "source": target.sources.get(dim)}
+    items = []
+    by_order = answers.expected_by_order[0]   # (n_orders, n_items)
+    for i, item in enumerate(questionnaire.items):
+        row = {"item": item.id, "text": item.text, "expected": float(expected[i]),
+               "probs": [float(p) for p in answers.probs[0, i]], "mass": finite_or_none(answers.mass[0, i])}
+        for o, order in enumerate(answers.orders):
+            row[f"expected_{order}"] = float(by_order[o, i])
+        if answers.unparsed is not None:
+            row["unparsed"] = int(answers.unparsed[0, :, i].sum())
+        items.append(row)
+    # the pooled profile's loss, and each order's own: they disagree when the orders are moved apart
+    by_order_loss = {order: float(objective.loss(by_order[o][None])[0]) for o, order in enumerate(answers.orders)}
+    return {"country": target.to_dict(), "prompt": style, "loss_dimensions": objective.dimensions,
+            "loss": float(objective.loss(expected)[0]), "loss_by_order": by_order_loss,
+            "per_order_loss": float(np.mean(list(by_order_loss.values()))), "indices": dims, "items": items,
+            "diagnostics": diagnostics(answers)}
+
+
+def finite_or_none(x) -> float | None:
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def diagnostics(answers: SurveyAnswers) -> dict:
+    """Answer-format health: item spread, option mass, order consistency, and a plain warning."""
+    spread = float(answers.spread[0])
+    r = answers.order_correlation
+    r = None if r is None else finite_or_none(r[0])
+    mass = answers.mass[0]
+    warnings = []
+    if r is not None and (r < ORDER_WARNING_R):
+        warnings.append(f"answers follow option position, not content (forward/reverse profile r = {r:.2f}): "
+                        "item-level answers and indices reflect the answer format, not the model's values")
+    if r is None and len(answers.orders) == 1:
+        warnings.append("order consistency not checked: use --order both to detect position-driven answers")
+    if spread < SPREAD_WARNING:
+        warnings.append(f"answers barely vary across items (SD {spread:.3f} on the 1-5 scale)")
+    out = {"item_spread_sd": spread, "mean_option_mass": finite_or_none(np.nanmean(mass)) if np.isfinite(mass).any() else None,
+           "order_correlation": r, "orders": answers.orders, "warnings": warnings}
+    if answers.unparsed is not None:
+        out["unparsed_replies"] = int(answers.unparsed.sum())
+    return out

@@ -12,12 +12,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from culturealign.align import AlignConfig, align
+from culturealign.config import AlignConfig
+from culturealign.align import align
 from culturealign.cli import app
 from culturealign.executors import LocalExecutor
-from culturealign.measure import MeasureConfig, Session
+from culturealign.config import MeasureConfig
+from culturealign.session import Session
 from culturealign.models import LoadedModel
-from culturealign.softprompt import PromptSpace, SoftPrompt, SoftPromptConfig
+from culturealign.config import SoftPromptConfig
+from culturealign.softprompt import PromptSpace, SoftPrompt
 from culturealign.errors import CultureAlignError
 from culturealign.targets import lookup
 
@@ -138,7 +141,8 @@ def test_peft_adapter_loads_and_matches_our_prefix_scoring(tmp_path, tiny_tokeni
     from peft import PeftModel
 
     from conftest import make_model
-    from culturealign.prompts import PromptConfig, build_rows
+    from culturealign.config import PromptConfig
+    from culturealign.prompts import build_rows
     from culturealign.backends.hf import SurveyScorer
     from culturealign.instrument import Questionnaire
 

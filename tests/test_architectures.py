@@ -11,9 +11,12 @@ import torch
 from culturealign.gradient import SurveyGradient
 from culturealign.instrument import Questionnaire
 from culturealign.models import LoadedModel
-from culturealign.prompts import PromptConfig, build_rows
+from culturealign.backends.hf import EmbeddingLookup
+from culturealign.config import PromptConfig
+from culturealign.prompts import build_rows
 from culturealign.backends.hf import SurveyScorer
-from culturealign.softprompt import SoftPromptConfig, embedding_scale, initial_embeddings
+from culturealign.config import SoftPromptConfig
+from culturealign.softprompt import embedding_scale, initial_embeddings
 from culturealign.targets import lookup
 from toymodels import make_tokenizer
 
@@ -75,13 +78,13 @@ def test_scoring_and_a_gradient_step_on_each_architecture(arch, template):
     assert "You are a person from China" in rows[0].head
     rows = rows[:3] + rows[24:27]
     emb = model.get_input_embeddings()
-    p0 = initial_embeddings(SoftPromptConfig(n_tokens=3), emb, tok, "China", seed=0)
+    p0 = initial_embeddings(SoftPromptConfig(n_tokens=3), EmbeddingLookup(emb), tok, "China", seed=0)
     # soft prompts start at the scale the model sees: for Gemma the embedding rows times sqrt(hidden)
     ids = tok("You are a person from China.", add_special_tokens=False)["input_ids"][:3]
     with torch.no_grad():
         assert torch.allclose(p0, emb(torch.tensor(ids)).float())
     if arch == "gemma2":
-        assert embedding_scale(emb) == pytest.approx(float(emb.weight.std()) * 32 ** 0.5, rel=1e-3)
+        assert embedding_scale(EmbeddingLookup(emb)) == pytest.approx(float(emb.weight.std()) * 32 ** 0.5, rel=1e-3)
     soft = torch.stack([p0, p0 + 0.5 * torch.randn(p0.shape, generator=torch.Generator().manual_seed(1))])
     cached = SurveyScorer(model, tok, rows, ["A", "B", "C", "D", "E"])
     plain = SurveyScorer(model, tok, rows, ["A", "B", "C", "D", "E"], use_cache=False)

@@ -147,7 +147,8 @@ def test_the_interface_is_what_the_rest_uses(tiny_model, tiny_tokenizer):
 
     from culturealign.backends.base import Backend, Scorer, as_backend
     from culturealign.models import LoadedModel
-    from culturealign.prompts import PromptConfig, build_rows
+    from culturealign.config import PromptConfig
+    from culturealign.prompts import build_rows
     from culturealign.instrument import Questionnaire
 
     backend = as_backend(LoadedModel(tiny_model, tiny_tokenizer, "tiny", "tiny"))

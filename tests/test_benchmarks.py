@@ -14,7 +14,8 @@ import optimizers as bench  # noqa: E402  (an import error is a failure, not a s
 import planted_culture as planted  # noqa: E402
 
 from culturealign.instrument import DIMENSIONS, Questionnaire  # noqa: E402
-from culturealign.measure import MeasureConfig, Session  # noqa: E402
+from culturealign.config import MeasureConfig
+from culturealign.session import Session
 from culturealign.models import LoadedModel  # noqa: E402
 from culturealign.targets import all_countries, lookup  # noqa: E402
 
@@ -195,7 +196,7 @@ def test_runs_share_their_start_report_its_loss_and_draw_independently(tiny_sess
     from culturealign.softprompt import initial_embeddings
 
     soft = bench.soft_config("prefix", init, "subspace")
-    p0 = initial_embeddings(soft, session.lm.model.get_input_embeddings(), session.lm.tokenizer, "China", 0)
+    p0 = initial_embeddings(soft, session.backend, session.backend.tokenizer, "China", 0)
     expected = session.objective(lookup(country)).loss(session.survey("naive", lookup(country)).answer(
         p0[None], "prefix").expected)[0]
     assert starts["cma"] == pytest.approx(float(expected))
@@ -206,8 +207,8 @@ def test_runs_share_their_start_report_its_loss_and_draw_independently(tiny_sess
 
 
 def test_black_box_methods_of_one_seed_draw_different_first_generations(tiny_session, tmp_path):
-    from culturealign.align import AlignConfig, make_alignment
-
+    from culturealign.config import AlignConfig
+    from culturealign.align import make_alignment
     zs = {}
     for key in ("de-full", "random"):
         m = bench.METHODS[key]

@@ -10,7 +10,7 @@ from culturealign.config import AlignConfig, MeasureConfig, SoftPromptConfig
 from culturealign.errors import CultureAlignError
 from culturealign.instrument import DIMENSIONS
 from culturealign.io import to_json
-from culturealign.prompts import PromptConfig
+from culturealign.config import PromptConfig
 from culturealign.runs import load_run
 
 # (config class, field, enum, default value, another valid value)

@@ -12,7 +12,8 @@ import torch
 from culturealign import constants as consts
 from culturealign.constants import REFERENCE_COUNTRIES
 from culturealign.comparison import compare
-from culturealign.measure import MeasureConfig, Session
+from culturealign.config import MeasureConfig
+from culturealign.session import Session
 from culturealign.models import LoadedModel, weights_fingerprint
 from culturealign.targets import lookup
 

@@ -20,7 +20,8 @@ from culturealign.executors import RayExecutor
 from culturealign.experiment import (ExperimentConfig, Unit, plan, read_config, read_results, run_experiment,
                                      run_unit_on_worker, summarise)
 from culturealign.io import to_json
-from culturealign.measure import MeasureConfig, Session
+from culturealign.config import MeasureConfig
+from culturealign.session import Session
 from culturealign.report import write_report
 
 PAPER_RUN = Path(__file__).resolve().parent.parent / "docs" / "paper-run"  # an experiment.json with culturalbench_limit

@@ -14,16 +14,17 @@ from test_align import _history_without_time
 import torch
 from typer.testing import CliRunner
 
-from culturealign.align import AlignConfig
+from culturealign.config import AlignConfig
 from culturealign.cli import app
 from culturealign.errors import CultureAlignError
 from culturealign.executors import LocalExecutor, RayExecutor
 from culturealign.io import to_json
 from culturealign.experiment import ExperimentConfig, plan, read_config, run_experiment
-from culturealign.measure import MeasureConfig, Session
+from culturealign.config import MeasureConfig
+from culturealign.session import Session
 from culturealign.models import LoadedModel
 from culturealign.report import write_report
-from culturealign.softprompt import SoftPromptConfig
+from culturealign.config import SoftPromptConfig
 from culturealign.targets import all_countries
 
 

@@ -9,13 +9,16 @@ import torch
 from safetensors import safe_open
 from typer.testing import CliRunner
 
-from culturealign.align import CHECKPOINT, AlignConfig, align, make_alignment
+from culturealign.config import AlignConfig
+from culturealign.align import CHECKPOINT, align, make_alignment
 from culturealign.cli import app
 from culturealign.errors import CultureAlignError
 from culturealign.gradient import SurveyGradient, alignment_loss, reach
-from culturealign.measure import MeasureConfig, Session
+from culturealign.config import MeasureConfig
+from culturealign.session import Session
 from culturealign.models import LoadedModel
-from culturealign.softprompt import SoftPrompt, SoftPromptConfig
+from culturealign.config import SoftPromptConfig
+from culturealign.softprompt import SoftPrompt
 from culturealign.targets import lookup
 from toymodels import make_model
 

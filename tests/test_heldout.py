@@ -7,15 +7,18 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from culturealign.align import AlignConfig, Alignment, align, make_alignment
+from culturealign.config import AlignConfig
+from culturealign.align import Alignment, align, make_alignment
 from culturealign.cli import app
 from culturealign.errors import CultureAlignError
 from culturealign.gradient import alignment_loss, reach
 from culturealign.instrument import Questionnaire
-from culturealign.measure import MeasureConfig, Session
+from culturealign.config import MeasureConfig
+from culturealign.session import Session
 from culturealign.models import LoadedModel
 from culturealign.objective import Objective
-from culturealign.softprompt import SoftPrompt, SoftPromptConfig, initial_embeddings
+from culturealign.config import SoftPromptConfig
+from culturealign.softprompt import SoftPrompt, initial_embeddings
 from culturealign.targets import lookup
 
 from test_instruments import TOY, _write

@@ -10,12 +10,13 @@ import pytest
 from typer.testing import CliRunner
 
 from culturealign import constants as consts
-from culturealign.align import AlignConfig, align
+from culturealign.config import AlignConfig
+from culturealign.align import align
 from culturealign.cli import app
 from culturealign.config import MeasureConfig, SoftPromptConfig
 from culturealign.errors import CultureAlignError
 from culturealign.instrument import DIMENSIONS, INSTRUMENTS, N_ITEMS, Questionnaire, register_instrument
-from culturealign.measure import Session
+from culturealign.session import Session
 from culturealign.models import LoadedModel
 from culturealign.prompts import system_message
 from culturealign.runs import load_run

@@ -29,14 +29,17 @@ def test_gradient_on_the_default_model_in_bf16_with_micro_batches():
     import torch
 
     from culturealign.gradient import SurveyGradient, alignment_loss
-    from culturealign.measure import MeasureConfig, Session
+    from culturealign.config import MeasureConfig
+    from culturealign.session import Session
+    from culturealign.backends.hf import EmbeddingLookup
     from culturealign.models import load_model
-    from culturealign.softprompt import SoftPromptConfig, initial_embeddings
+    from culturealign.config import SoftPromptConfig
+    from culturealign.softprompt import initial_embeddings
     from culturealign.targets import lookup
 
     lm = load_model("default", "cpu", "bfloat16")
     target = lookup("CN")
-    start = initial_embeddings(SoftPromptConfig(n_tokens=4), lm.model.get_input_embeddings(), lm.tokenizer,
+    start = initial_embeddings(SoftPromptConfig(n_tokens=4), EmbeddingLookup(lm.model.get_input_embeddings()), lm.tokenizer,
                                target.name, 0)
     grads = []
     for memory in (None, 64.0):

@@ -73,7 +73,7 @@ def test_align_runs_a_registered_optimiser(tmp_path, tiny_model, tiny_tokenizer,
     folder loads back."""
     from culturealign.align import align
     from culturealign.config import MeasureConfig, SoftPromptConfig
-    from culturealign.measure import Session
+    from culturealign.session import Session
     from culturealign.models import LoadedModel
     from culturealign.runs import load_run
 

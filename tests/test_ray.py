@@ -12,12 +12,15 @@ from test_align import _history_without_time
 import ray
 import torch
 
-from culturealign.align import AlignConfig, align
+from culturealign.config import AlignConfig
+from culturealign.align import align
 from culturealign.errors import CultureAlignError
 from culturealign.executors import RayExecutor, worker_context
 from culturealign.experiment import ExperimentConfig, Unit, run_experiment, run_unit
-from culturealign.measure import MeasureConfig, Session
-from culturealign.softprompt import SoftPrompt, SoftPromptConfig
+from culturealign.config import MeasureConfig
+from culturealign.session import Session
+from culturealign.config import SoftPromptConfig
+from culturealign.softprompt import SoftPrompt
 
 pytestmark = pytest.mark.ray
 

@@ -6,7 +6,8 @@ import torch
 from culturealign.errors import CultureAlignError
 from culturealign.instrument import Questionnaire
 from culturealign.models import LoadedModel
-from culturealign.prompts import PromptConfig, build_rows
+from culturealign.config import PromptConfig
+from culturealign.prompts import build_rows
 from culturealign.backends.hf import SurveyScorer
 from culturealign.survey import Survey
 from culturealign.targets import lookup

@@ -36,7 +36,8 @@ def setup():
     from culturealign.backends import load_backend
     from culturealign.instrument import Questionnaire
     from culturealign.models import load_model
-    from culturealign.prompts import LABELS, PromptConfig, build_rows
+    from culturealign.config import PromptConfig
+    from culturealign.prompts import LABELS, build_rows
     from culturealign.backends.hf import SurveyScorer
 
     lm = load_model("default")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import inspect
 
-from ..config import DEFAULT_BACKEND  # noqa: F401  (re-exported)
 from ..errors import CultureAlignError
 from ..registry import Registry
 
@@ -112,11 +111,3 @@ def _parse_value(value: str):
             pass
     return value
 
-
-def __getattr__(name: str):
-    # the interface lives in base.py, which imports torch: loaded on first use, not with the registry
-    if name in ("Backend", "Scorer", "RowScores", "SurveyRow", "place_soft_prompt", "as_backend"):
-        from . import base
-
-        return getattr(base, name)
-    raise AttributeError(name)

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from ..errors import CultureAlignError
-from ..prompts import SurveyRow  # noqa: F401  (re-exported: the rows a scorer scores)
+from . import get_backend
+from ..prompts import SurveyRow
 
 if TYPE_CHECKING:
     from ..softprompt import SoftPrompt
@@ -108,9 +109,7 @@ def as_backend(model) -> Backend:
     tokenizer) wrapped in the ``hf`` backend."""
     if isinstance(model, Backend):
         return model
-    from .hf import HFBackend
-
-    return HFBackend(model)
+    return get_backend("hf")(model)   # through the registry: this interface knows no concrete backend
 
 
 def check_soft(soft: torch.Tensor | None, placement: str, hidden_size: int) -> torch.Tensor | None:
