@@ -161,4 +161,6 @@ def test_the_interface_is_what_the_rest_uses(tiny_model, tiny_tokenizer):
     assert scorer.score(torch.zeros(4, 2, 32), "suffix").probs.shape == (4, 3, 5)
     assert isinstance(backend.generate(None, "Hello", max_new_tokens=2), str)
     assert set(backend.provenance()) >= {"backend", "id", "path", "hidden_size", "dtype", "device"}
-    assert backends.DEFAULT_BACKEND == "hf"
+    from culturealign.config import DEFAULT_BACKEND
+
+    assert DEFAULT_BACKEND == "hf" and DEFAULT_BACKEND in backends.BACKENDS
