@@ -39,7 +39,8 @@ from culturealign.config import AlignConfig
 from culturealign.align import align
 from culturealign.comparison import published_mean_loss
 from culturealign.config import TEST_WORDING, VALIDATION_WORDING
-from culturealign.session import MeasureConfig, Session
+from culturealign.config import MeasureConfig
+from culturealign.session import Session
 from culturealign.softprompt import SoftPrompt, initial_embeddings
 from culturealign.targets import lookup
 
@@ -72,6 +73,7 @@ def main() -> None:
     ap.add_argument("--objectives", default="per-order,pooled")
     ap.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (0: the text start; >0: text plus noise)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (two runs side by side: 1 each)")
+    ap.add_argument("--rows-per-step", type=int, default=None, help="stochastic steps (align --rows-per-step)")
     ap.add_argument("--culturalbench", type=int, default=20)
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--merge", nargs="+", metavar="RESULTS")
@@ -85,8 +87,8 @@ def main() -> None:
             results["commands"] += [c for c in other["commands"] if c not in results["commands"]]
             for name, entry in other["countries"].items():
                 mine = results["countries"].setdefault(name, {**entry, "runs": []})
-                keys = {(r["objective"], r["seed"]) for r in mine["runs"]}
-                mine["runs"] += [r for r in entry["runs"] if (r["objective"], r["seed"]) not in keys]
+                keys = {_key(r) for r in mine["runs"]}
+                mine["runs"] += [r for r in entry["runs"] if _key(r) not in keys]
         RESULTS.write_text(json.dumps(results, indent=1))
         write_report(results)
         return
@@ -113,10 +115,11 @@ def main() -> None:
                      "runs": [], "baseline_seconds": time.perf_counter() - t0}
         for seed in range(args.seeds):
             for objective in args.objectives.split(","):
-                if any((r["objective"], r["seed"]) == (objective, seed) for r in entry["runs"]):
+                if any(_key(r) == (objective, seed, args.rows_per_step) for r in entry["runs"]):
                     continue
-                config = AlignConfig(country=country.name, objective=objective, seed=seed, measure=session.config)
-                run_dir = tmp / f"{code}-{objective}-{seed}"
+                config = AlignConfig(country=country.name, objective=objective, seed=seed,
+                                     rows_per_step=args.rows_per_step, measure=session.config)
+                run_dir = tmp / f"{code}-{objective}-{seed}-{args.rows_per_step}"
                 t0, cpu0 = time.perf_counter(), time.process_time()
                 record = align(config, run_dir, session=session,
                                on_generation=lambda run, row: print(
@@ -127,7 +130,8 @@ def main() -> None:
                 prompt = SoftPrompt.load(run_dir)
                 history = (run_dir / "history.csv").read_text()
                 entry["runs"].append({
-                    "objective": objective, "seed": seed, "config": config.to_dict(), "wall_s": wall,
+                    "objective": objective, "seed": seed, "rows_per_step": args.rows_per_step,
+                    "config": config.to_dict(), "wall_s": wall,
                     "compute_s": cpu / torch.get_num_threads(), "best_generation": record["best"]["generation"],
                     "start": scores(wordings, country, "naive", p0, config.soft.placement, 0),
                     "final": scores(wordings, country, "naive", prompt.embeddings, prompt.placement, args.culturalbench),
@@ -140,6 +144,15 @@ def main() -> None:
                 out_path.write_text(json.dumps(results, indent=1))
     if out_path == RESULTS:
         write_report(results)
+
+
+def _key(run: dict) -> tuple:
+    return run["objective"], run["seed"], run.get("rows_per_step")
+
+
+def _label(run: dict) -> str:
+    rows = run.get("rows_per_step")
+    return run["objective"] + (f", {rows} rows a step" if rows else "")
 
 
 def _gain_kept(run: dict) -> str:
@@ -155,11 +168,12 @@ def write_report(results: dict) -> None:
     for name, e in results["countries"].items():
         ref = e["reference mean"]
         best_base = min(e[s]["test"]["per_order"] for s in STYLES)
-        runs = {r["objective"]: r for r in e["runs"] if r["seed"] == 0}
-        for r in sorted(e["runs"], key=lambda r: (r["objective"] != "per-order", r["seed"])):
+        runs = {r["objective"]: r for r in e["runs"] if r["seed"] == 0 and not r.get("rows_per_step")}
+        for r in sorted(e["runs"], key=lambda r: (r["objective"] != "per-order", r.get("rows_per_step") or 0,
+                                                  r["seed"])):
             f, s = r["final"], r["start"]
             detail.append(
-                f"| {name} | {r['objective']} | {r['seed']} | {s['test']['per_order']:.1f} -> **{f['test']['per_order']:.1f}** "
+                f"| {name} | {_label(r)} | {r['seed']} | {s['test']['per_order']:.1f} -> **{f['test']['per_order']:.1f}** "
                 f"({f['test']['per_order'] / ref:.2f}) | {s['test']['forward']:.1f} -> {f['test']['forward']:.1f} | "
                 f"{s['test']['reverse']:.1f} -> {f['test']['reverse']:.1f} | {_gain_kept(r)} | "
                 f"{s['validation']['per_order']:.1f} -> {f['validation']['per_order']:.1f} | "

@@ -47,7 +47,7 @@ from .backends import get_backend
 from .backends.base import require_gradients
 from .config import (AUTO_VALIDATION, GRADIENT_OPTIMIZERS, VALIDATION_WORDING, AlignConfig,  # noqa: F401
                      MeasureConfig, SoftPromptConfig)  # (re-exported)
-from .errors import CultureAlignError
+from .errors import ConfigError, CultureAlignError
 from .executors import worker_context
 from .io import atomic_write_bytes, atomic_write_json, atomic_write_text, refuse_overwrite
 from .session import Session
@@ -376,15 +376,54 @@ class Alignment:
         return self.space.dim
 
 
+class BlockSampler:
+    """The (wording, order) blocks of one stochastic gradient step (``AlignConfig.rows_per_step``).
+
+    A step takes ``rows_per_step / n_items`` whole blocks: the L1 loss of a subset of items is not an estimate of
+    anything (every index needs all its items), but a block's per-order loss is one term of the per-order
+    objective. Blocks are drawn without replacement in epochs (each block once per epoch), the orders interleaved so
+    that consecutive steps alternate them and a step of a multiple of ``n_orders`` blocks holds each order equally.
+    Every block has the same chance k / B of being in any step's sample, so the mean of the sampled blocks'
+    losses is an unbiased estimate of the objective. Deterministic in (seed, step): a resumed run draws the same
+    blocks, with no state to save.
+
+    >>> sampler = BlockSampler(n_wordings=3, n_orders=2, n_items=24, rows_per_step=48, seed=0)
+    >>> [sampler.blocks(step) for step in range(3)]   # (wording, order): one forward, one reverse a step
+    [[(0, 0), (1, 1)], [(1, 0), (2, 1)], [(0, 1), (2, 0)]]
+    """
+
+    def __init__(self, n_wordings: int, n_orders: int, n_items: int, rows_per_step: int, seed: int):
+        self.n_wordings, self.n_orders, self.seed = n_wordings, n_orders, seed
+        n_blocks = n_wordings * n_orders
+        fits = [k * n_items for k in range(1, n_blocks + 1) if n_blocks % k == 0]
+        if rows_per_step not in fits:
+            raise ConfigError(
+                f"--rows-per-step {rows_per_step} cannot cover every dimension evenly: a step takes whole (wording, "
+                f"order) blocks of {n_items} rows (each index needs all its items), and the {n_blocks} blocks must "
+                f"split evenly over the steps; use one of {', '.join(map(str, fits))}", "AlignConfig.rows_per_step")
+        self.k = rows_per_step // n_items
+        self.per_epoch = n_blocks // self.k
+
+    def blocks(self, step: int) -> list[tuple[int, int]]:
+        """The sorted ``(wording, order)`` positions that step ``step`` (0-based) runs."""
+        epoch, j = divmod(step, self.per_epoch)
+        rng = np.random.default_rng([self.seed, 104729, epoch])
+        wordings = [rng.permutation(self.n_wordings) for _ in range(self.n_orders)]   # per order
+        sequence = [(int(wordings[o][w]), int(o)) for w in range(self.n_wordings)
+                    for o in rng.permutation(self.n_orders)]
+        return sorted(sequence[j * self.k:(j + 1) * self.k])
+
+
 class GradientAlignment(Alignment):
     """White-box alignment: Adam on the soft prompt itself (an fp32 master copy, whatever the model's dtype),
     with the gradient of the survey loss through the frozen model. One step = one forward + backward pass over
-    every survey row (both option orders); ``evaluations`` counts steps."""
+    every survey row (every wording, both option orders), or over the blocks a :class:`BlockSampler` draws
+    (``rows_per_step``); ``evaluations`` counts steps."""
 
     kind = "gradient"
 
     def _setup(self) -> None:
-        from .gradient import SurveyGradient, alignment_loss
+        from .gradient import SurveyGradient
 
         if self.config.measure.answer_mode != "distribution":
             raise CultureAlignError("gradient alignment needs answer distributions: sample mode (generated text) is "
@@ -394,10 +433,8 @@ class GradientAlignment(Alignment):
         self.grads = [SurveyGradient(survey, self.objective.constants, self.config.soft.placement,
                                      self.config.checkpointing) for survey in self.surveys]
         self.grad = self.grads[0]
-        # the wordings' losses average: each backward pass adds its 1 / n_wordings share of the gradient
-        self.loss_fn = alignment_loss(self.objective.target_vector, self.objective.dimensions, self.config.loss,
-                                      self.config.huber_delta, self.dimensions, self.config.objective,
-                                      weight=1.0 / len(self.grads))
+        self.sampler = None if self.config.rows_per_step is None else BlockSampler(
+            len(self.grads), len(self.grad.orders), self.grad.n_items, self.config.rows_per_step, self.config.seed)
         self.best = self.p0.clone().float()
 
     @property
@@ -412,19 +449,35 @@ class GradientAlignment(Alignment):
         return self.config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
     def step(self) -> dict:
+        from .gradient import alignment_loss
+
         lr = self.learning_rate(self.state.generation)
         for group in self.adam.param_groups:
             group["lr"] = lr
         self.adam.zero_grad(set_to_none=True)
         current = self.prompt.detach()[0].clone()
-        block_indices = np.stack([g.backward(self.prompt, self.loss_fn) for g in self.grads], axis=1)
+        n_orders = len(self.grad.orders)
+        chosen = ([(w, o) for w in range(len(self.grads)) for o in range(n_orders)] if self.sampler is None
+                  else self.sampler.blocks(self.state.generation))
+        block_indices = np.full((1, len(self.grads), n_orders, len(self.dimensions)), np.nan)
+        cost = 0.0
+        for w, grad in enumerate(self.grads):
+            orders = [o for ww, o in chosen if ww == w]
+            if not orders:
+                continue
+            # each block's loss weighs 1 / (blocks in the step): the wordings (and sampled blocks) average
+            loss_fn = alignment_loss(self.objective.target_vector, self.objective.dimensions, self.config.loss,
+                                     self.config.huber_delta, self.dimensions, self.config.objective,
+                                     weight=len(orders) / len(chosen))
+            block_indices[:, w, orders] = grad.backward(self.prompt, loss_fn, orders)
+            cost += grad.step_cost * len(orders) / n_orders
         losses, pooled, indices = self.losses(block_indices)    # always the true L1, whatever the surrogate
         grad_norm = float(self.prompt.grad.norm())       # recorded before clipping
         if self.config.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_([self.prompt], self.config.max_grad_norm)
         self.adam.step()
-        return self._record(1, sum(g.step_cost for g in self.grads), float(losses[0]), indices[0], current,
-                            pooled_loss=float(pooled[0]), lr=lr, grad_norm=grad_norm)
+        return self._record(1, cost, float(losses[0]), indices[0], current, pooled_loss=float(pooled[0]), lr=lr,
+                            grad_norm=grad_norm, rows=len(chosen) * self.grad.n_items)
 
     def _embeddings_of(self, z) -> torch.Tensor:
         return z

@@ -38,7 +38,7 @@ FLAGS = {
         ("country", "--country"), ("prompt", "--prompt"), ("optimizer", "--optimizer"), ("popsize", "--popsize"),
         ("budget", "--budget"), ("seed", "--seed"), ("patience", "--patience"), ("steps", "--steps"),
         ("lr", "--lr"), ("schedule", "--schedule"), ("loss", "--loss"), ("huber_delta", "--huber-delta"), ("max_grad_norm", "--max-grad-norm"),
-        ("checkpointing", "--checkpointing"), ("objective", "--objective"), ("wordings", "--questionnaire"),
+        ("checkpointing", "--checkpointing"), ("rows_per_step", "--rows-per-step"), ("objective", "--objective"), ("wordings", "--questionnaire"),
         ("validate", "--validate"), ("validate_every", "--validate-every")]},
     "PromptConfig.style": "--prompt", "reach.steps": "--steps", "reach.dimensions": "--dimensions",
 }
@@ -253,6 +253,7 @@ def align(
     huber_delta: float = typer.Option(_ALIGN.huber_delta, "--huber-delta", help="adam with --loss huber: quadratic within this many index points"),
     max_grad_norm: Optional[float] = typer.Option(_ALIGN.max_grad_norm, "--max-grad-norm", help="adam: clip the gradient to this norm before each step (0: no clipping)"),
     checkpointing: bool = typer.Option(False, "--checkpointing", help="adam: recompute activations in the backward pass (less memory, more time)"),
+    rows_per_step: Optional[int] = typer.Option(None, "--rows-per-step", help="adam: a stochastic step over this many rows, whole (wording, order) blocks drawn without replacement (a multiple of the item count, 24; per-order objective); default every row"),
     objective: str = typer.Option(_ALIGN.objective, "--objective", help="per-order (each option order and wording scored on its own, losses averaged) or pooled (expected answers averaged over the orders first)"),
     validate: str = typer.Option(_ALIGN.validate, "--validate", help="the wording that picks the saved prompt (a registered name or a file of the same instrument): auto (vsm2013-validation for the VSM 2013), or none (keep the prompt best on training)"),
     validate_every: int = typer.Option(_ALIGN.validate_every, "--validate-every", help="score the validation wording every N steps (or generations), and at the last"),
@@ -299,7 +300,8 @@ def align(
         config = AlignConfig(country=country, prompt=prompt, optimizer=optimizer, popsize=popsize, budget=budget,
                              seed=seed, patience=patience, steps=steps, lr=lr, schedule=schedule, loss=loss,
                              huber_delta=huber_delta, max_grad_norm=max_grad_norm or None,
-                             checkpointing=checkpointing, objective=objective, wordings=more,
+                             checkpointing=checkpointing, rows_per_step=rows_per_step, objective=objective,
+                             wordings=more,
                              validate=None if validate.lower() == "none" else validate,
                              validate_every=validate_every, soft=soft, measure=mcfg)
     runner = None

@@ -238,7 +238,7 @@ SCHEDULES = Schedule.values()
 #: the settings only one kind of optimiser uses (AlignConfig.check_applies refuses the other kind's)
 BLACK_BOX_FIELDS = ("popsize", "budget")
 BLACK_BOX_SOFT_FIELDS = ("space", "subspace_dim", "scale")
-GRADIENT_FIELDS = ("steps", "lr", "schedule", "loss", "huber_delta", "max_grad_norm", "checkpointing")
+GRADIENT_FIELDS = ("steps", "lr", "schedule", "loss", "huber_delta", "max_grad_norm", "checkpointing", "rows_per_step")
 LOSSES = Loss.values()
 ANSWER_MODES = AnswerMode.values()
 SCORINGS = Scoring.values()
@@ -449,8 +449,9 @@ class AlignConfig:
     Black-box optimisers (``cma``, ``de``, ``random``) use ``popsize``, ``budget`` (candidate evaluations) and the
     soft-prompt search space. The gradient optimiser (``adam``) uses ``steps`` (forward + backward passes over every
     survey row), ``lr``, ``schedule``, ``loss`` (the surrogate it descends; the reported loss is always the true L1),
-    ``max_grad_norm`` (the gradient is clipped to this norm before each step) and ``checkpointing`` (recompute
-    activations in the backward pass to save memory).
+    ``max_grad_norm`` (the gradient is clipped to this norm before each step), ``checkpointing`` (recompute
+    activations in the backward pass to save memory) and ``rows_per_step`` (a stochastic step: the rows of whole
+    (wording, order) blocks sampled without replacement, a multiple of the item count; None: every row).
 
     Both kinds share the ``objective`` (``per-order`` or ``pooled``, :class:`ObjectiveKind`), the training
     ``wordings`` (further files or names of the same instrument as ``measure.questionnaire``; the loss is averaged
@@ -476,6 +477,7 @@ class AlignConfig:
     # stalls the run for hundreds of steps; clipped to norm 1, every step's gradient counts alike (None: no clipping)
     max_grad_norm: float | None = 1.0
     checkpointing: bool = False
+    rows_per_step: int | None = None   # whole (wording, order) blocks per step; None: every row (align.BlockSampler)
     objective: ObjectiveKind = ObjectiveKind.PER_ORDER   # chosen on validation countries (BENCHMARKS.md)
     wordings: list[str] = field(default_factory=list)    # further training wordings of the same instrument
     validate: str | None = AUTO_VALIDATION
@@ -504,6 +506,13 @@ class AlignConfig:
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
             raise ConfigError(f"AlignConfig.max_grad_norm must be positive, not {self.max_grad_norm}",
                               "AlignConfig.max_grad_norm")
+        if self.rows_per_step is not None:
+            _at_least(self, "rows_per_step", 1)
+            if self.objective != ObjectiveKind.PER_ORDER:
+                # the pooled loss of a sample of orders is not an unbiased estimate of the pooled loss
+                raise ConfigError("AlignConfig.rows_per_step needs the per-order objective: the pooled objective "
+                                  "averages the orders before the loss, so a step over some of them is biased",
+                                  "AlignConfig.rows_per_step", "AlignConfig.objective")
 
     @property
     def gradient(self) -> bool:

@@ -61,49 +61,57 @@ class SurveyGradient:
         self.answers = torch.arange(1, N_OPTIONS + 1, dtype=torch.float64)
 
     # ---- the differentiable chain ---------------------------------------------------------------------------------
-    def expected(self, listed_probs: torch.Tensor) -> torch.Tensor:
-        """``(P, n_rows, 5)`` probabilities in listed order -> ``(P, n_orders, n_items)`` expected answers per order
-        (reversed rows mapped back)."""
-        probs = listed_probs.double().reshape(listed_probs.shape[0], len(self.orders), self.n_items, N_OPTIONS)
-        by_order = [probs[:, o].flip(-1) if order == "reverse" else probs[:, o] for o, order in enumerate(self.orders)]
+    def expected(self, listed_probs: torch.Tensor, orders: Sequence[str] | None = None) -> torch.Tensor:
+        """``(P, n_rows, 5)`` probabilities in listed order, the rows of ``orders`` one block after another (default:
+        every asked order) -> ``(P, len(orders), n_items)`` expected answers per order (reversed rows mapped back)."""
+        orders = self.orders if orders is None else list(orders)
+        probs = listed_probs.double().reshape(listed_probs.shape[0], len(orders), self.n_items, N_OPTIONS)
+        by_order = [probs[:, o].flip(-1) if order == "reverse" else probs[:, o] for o, order in enumerate(orders)]
         return torch.stack(by_order, 1) @ self.answers
 
-    def indices(self, listed_probs: torch.Tensor) -> torch.Tensor:
+    def indices(self, listed_probs: torch.Tensor, orders: Sequence[str] | None = None) -> torch.Tensor:
         """``(P, n_rows, 5)`` -> ``(P, n_orders, n_dimensions)`` each order's indices with the constants applied (their
         mean over the orders is the pooled profile: the indices are affine in the expected answers)."""
-        return self.expected(listed_probs) @ self.weights.T + self.bias
+        return self.expected(listed_probs, orders) @ self.weights.T + self.bias
 
     # ---- gradient accumulation ------------------------------------------------------------------------------------
-    def backward(self, soft: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
+    def backward(self, soft: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor],
+                 orders: Sequence[int] | None = None) -> np.ndarray:
         """Accumulate ``d sum(loss_fn(indices)) / d soft`` into ``soft.grad``; returns the indices
         ``(P, n_orders, n_dimensions)``.
 
         soft: ``(P, n_tokens, hidden)`` leaf with ``requires_grad``. loss_fn: ``(P, n_orders, n_dimensions)`` indices
-        -> ``(P,)`` losses (float64 torch ops). The indices returned are those of ``soft`` before any update.
+        -> ``(P,)`` losses (float64 torch ops). orders: positions in :attr:`orders` of the blocks to run (a
+        stochastic step, ``--rows-per-step``); default every one. The indices returned are those of ``soft``
+        before any update, one row per order run.
         """
         if not soft.requires_grad:
             raise CultureAlignError("the soft prompt must require gradients")
+        chosen = list(range(len(self.orders))) if orders is None else sorted(orders)
+        names = [self.orders[o] for o in chosen]
+        rows = [o * self.n_items + i for o in chosen for i in range(self.n_items)]   # rows are order-major
         n_cand = soft.shape[0]
-        pairs = [(c, r) for c in range(n_cand) for r in range(self.scorer.n_rows)]
+        pairs = [(c, r) for c in range(n_cand) for r in rows]
         micro = self.scorer.grad_batch(soft.shape[1], self.placement, self.checkpointing)
         batches = [pairs[i:i + micro] for i in range(0, len(pairs), micro)]
         if self.scorer.max_memory_mb and len(batches) > 1:
-            return self._two_pass(soft, loss_fn, batches)
+            return self._two_pass(soft, loss_fn, batches, rows, names)
         probs = torch.cat([self.scorer.differentiable_probs(soft, self.placement, b, self.checkpointing)
                            for b in batches])
-        indices = self.indices(probs.view(n_cand, self.scorer.n_rows, N_OPTIONS))
+        indices = self.indices(probs.view(n_cand, len(rows), N_OPTIONS), names)
         loss_fn(indices).sum().backward()
         return indices.detach().numpy()
 
-    def _two_pass(self, soft: torch.Tensor, loss_fn, batches) -> np.ndarray:
+    def _two_pass(self, soft: torch.Tensor, loss_fn, batches, rows: list[int], names: list[str]) -> np.ndarray:
         with torch.no_grad():
-            listed = torch.as_tensor(self.scorer.score(soft.detach(), self.placement).probs)
+            listed = torch.as_tensor(self.scorer.score(soft.detach(), self.placement).probs)[:, rows]
         listed.requires_grad_(True)
-        indices = self.indices(listed)
-        (row_grad,) = torch.autograd.grad(loss_fn(indices).sum(), listed)   # (P, n_rows, 5)
+        indices = self.indices(listed, names)
+        (row_grad,) = torch.autograd.grad(loss_fn(indices).sum(), listed)   # (P, len(rows), 5)
+        position = {r: i for i, r in enumerate(rows)}
         for batch in batches:
             probs = self.scorer.differentiable_probs(soft, self.placement, batch, self.checkpointing)
-            weights = torch.stack([row_grad[c, r] for c, r in batch]).to(probs.dtype)
+            weights = torch.stack([row_grad[c, position[r]] for c, r in batch]).to(probs.dtype)
             (probs * weights).sum().backward()
         return indices.detach().numpy()
 

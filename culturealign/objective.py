@@ -1,6 +1,7 @@
 """The alignment objective: L1 distance between a model's indices and a country's published scores."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,11 +88,14 @@ class Objective:
         """:meth:`survey_loss` from each block's indices ``(P, n_wordings, n_orders, n_dimensions)`` (NaN blocks,
         orders not asked, are left out) -> ``(P,)``."""
         indices = np.asarray(indices, dtype=float)
-        if objective == "pooled":
-            indices = np.nanmean(indices, axis=2, keepdims=True)   # the indices are affine in the expected answers
-        blocks = indices.reshape(indices.shape[0], -1, indices.shape[-1])
-        losses = np.stack([self.loss_of_indices(blocks[:, b]) for b in range(blocks.shape[1])], axis=1)
-        return losses.mean(axis=1)
+        with warnings.catch_warnings():   # a wording none of whose orders a stochastic step ran: all NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            if objective == "pooled":
+                indices = np.nanmean(indices, axis=2, keepdims=True)   # the indices are affine in the expected answers
+            blocks = indices.reshape(indices.shape[0], -1, indices.shape[-1])
+            losses = np.stack([self.loss_of_indices(blocks[:, b]) for b in range(blocks.shape[1])], axis=1)
+            losses[np.isnan(blocks).all(-1)] = np.nan   # L1's sum turns a NaN block into NaN, made explicit
+            return np.nanmean(losses, axis=1)
 
     def reference_mean_loss(self) -> float:
         """Loss of the predictor that outputs raw indices 0 (under anchored constants: the reference mean)."""

@@ -161,11 +161,14 @@ def test_resume_in_process_is_bit_identical(tmp_path, tiny_model, tiny_tokenizer
     assert torch.equal(SoftPrompt.load(tmp_path / "half").embeddings, SoftPrompt.load(tmp_path / "full").embeddings)
 
 
-def test_sigkill_then_resume_is_bit_identical(tmp_path, tiny_model_dir):
+@pytest.mark.parametrize("sampled", [[], ["--rows-per-step", "24"]], ids=["every-row", "sampled-rows"])
+def test_sigkill_then_resume_is_bit_identical(tmp_path, tiny_model_dir, sampled):
+    """Also with stochastic steps: the blocks a step runs follow from (seed, step), so the resumed run draws the
+    ones the uninterrupted run drew."""
     env = {**os.environ, "CULTUREALIGN_CACHE": str(tmp_path / "cache")}
     common = ["align", "--country", "US", "--model", tiny_model_dir, "--constants", "zero", "--order", "both",
               "--optimizer", "adam", "--steps", "16", "--lr", "0.05", "--n-tokens", "2", "--seed", "3",
-              "--validate-every", "3", "--json"]
+              "--validate-every", "3", "--json", *sampled]
     full = _cli(*common, "--out", tmp_path / "full", env=env)
     out_full, err = full.communicate(timeout=600)
     assert full.returncode == 0, err
@@ -185,6 +188,8 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, tiny_model_dir):
     assert b["best"]["generation"] == a["best"]["generation"]
     assert torch.equal(SoftPrompt.load(tmp_path / "full").embeddings, SoftPrompt.load(tmp_path / "killed").embeddings)
     assert _history_without_time(tmp_path / "full") == _history_without_time(tmp_path / "killed")
+    rows = (tmp_path / "full" / "history.csv").read_text().splitlines()
+    assert rows[1].split(",")[rows[0].split(",").index("rows")] == ("24" if sampled else "48")
 
 
 def test_bf16_model_trains_an_fp32_master_prompt(tmp_path, tiny_tokenizer):

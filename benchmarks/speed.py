@@ -1,0 +1,136 @@
+"""The cost of one gradient step on the default model, measured side by side in one process, and how far it is
+from this machine's limit.
+
+Steps of `align`'s default (China, 8 prefix tokens, naive prompt, both option orders), each kind timed in turn
+(interleaved, so that a slow spell of the shared machine hits every kind alike), the median kept:
+
+- `full`: every row of the training wording (2 blocks: forward and reverse, 48 rows), today's default step;
+- `rows 24`: a stochastic step (`--rows-per-step 24`): one (wording, order) block;
+- `2 wordings, full` and `2 wordings, rows 48`: training on the two training wordings, every row or half of them.
+
+Per kind: seconds per step and their ratio to `full`; tokens per step as the path runs them (the soft prompt and
+the text every row shares once per step, each row's remainder padded to its micro-batch's longest) and without
+that sharing; FLOPs per step from the model's shape (4 x non-embedding parameters per token run: a forward pass and
+a backward pass to the inputs only, the weights being frozen); the FLOP rate that implies, against this machine's
+fp32 matmul rate measured in the same process.
+
+Usage:  python benchmarks/speed.py [--repeats 3] [--threads N]
+Writes the "speed" section of BENCHMARKS.md and benchmarks/results/speed.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from common import ROOT, command, machine, write_section
+
+from culturealign.align import make_alignment
+from culturealign.backends.hf import _common_prefix
+from culturealign.config import TRAIN_WORDINGS, AlignConfig, MeasureConfig
+from culturealign.session import Session
+
+RESULTS = ROOT / "benchmarks" / "results" / "speed.json"
+
+
+def matmul_rate(n: int = 1024, repeats: int = 20) -> float:
+    """This machine's fp32 matmul rate in FLOP/s (n x n by n x n, best of a few)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best
+
+
+def tokens_of_step(run, chosen: list[tuple[int, int]]) -> tuple[int, int]:
+    """(tokens the prefix path runs, tokens without sharing) for the blocks ``chosen`` of one step."""
+    n_tokens = run.config.soft.n_tokens
+    ran = plain = 0
+    for w, grad in enumerate(run.grads):
+        orders = [o for ww, o in chosen if ww == w]
+        if not orders:
+            continue
+        scorer = grad.scorer
+        rows = [o * grad.n_items + i for o in orders for i in range(grad.n_items)]
+        shared = len(_common_prefix(scorer.head_ids))
+        rest = [len(scorer.head_ids[r]) - shared + len(scorer.tail_ids[r]) for r in rows]
+        micro = scorer.grad_batch(n_tokens, run.config.soft.placement, run.config.checkpointing)
+        ran += n_tokens + shared + sum(len(rest[i:i + micro]) * max(rest[i:i + micro]) for i in range(0, len(rest), micro))
+        plain += sum(n_tokens + len(scorer.head_ids[r]) + len(scorer.tail_ids[r]) for r in rows)
+    return ran, plain
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    session = Session(MeasureConfig())
+    session.resolve_constants()
+    more = list(TRAIN_WORDINGS[1:])
+    kinds = {"full": {}, "rows 24": {"rows_per_step": 24},
+             "2 wordings, full": {"wordings": more}, "2 wordings, rows 48": {"wordings": more, "rows_per_step": 48}}
+    tmp = Path(tempfile.mkdtemp(prefix="speed-bench-"))
+    runs = {name: make_alignment(AlignConfig(country="China", validate=None, measure=session.config, **kw),
+                                 tmp / name.replace(" ", "_").replace(",", ""), session=session)
+            for name, kw in kinds.items()}
+    rate = matmul_rate()
+    non_embedding = sum(p.numel() for n, p in session.backend.model.named_parameters() if "embed" not in n
+                        and "lm_head" not in n)
+    times = {name: [] for name in runs}
+    tokens = {}
+    for _ in range(args.repeats):
+        for name, run in runs.items():
+            step = run.state.generation
+            chosen = ([(w, o) for w in range(len(run.grads)) for o in range(len(run.grad.orders))]
+                      if run.sampler is None else run.sampler.blocks(step))
+            tokens.setdefault(name, []).append(tokens_of_step(run, chosen))
+            t0 = time.perf_counter()
+            run.step()
+            times[name].append(time.perf_counter() - t0)
+            print(f"{name}: {times[name][-1]:.1f} s", flush=True)
+    base = statistics.median(times["full"])
+    rows = []
+    for name, ts in times.items():
+        s = statistics.median(ts)
+        ran = statistics.mean(t[0] for t in tokens[name])
+        plain = statistics.mean(t[1] for t in tokens[name])
+        flops = 4 * non_embedding * ran
+        rows.append({"kind": name, "config": runs[name].config.to_dict(), "seconds": ts, "median_s": s,
+                     "ratio": s / base, "tokens_run": ran, "tokens_unshared": plain, "flops": flops,
+                     "flop_rate": flops / s, "of_matmul_rate": flops / s / rate})
+    result = {"command": command(), "machine": machine(), "threads": torch.get_num_threads(),
+              "matmul_rate": rate, "non_embedding_parameters": non_embedding, "rows": rows}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=1))
+    lines = ["### The cost of a gradient step (default model, one process)", "",
+             f"Command: `{result['command']}`  ", f"Machine: {result['machine']}, {result['threads']} torch threads  ",
+             f"Each kind's step timed {args.repeats} times, interleaved with the others; the median. `align`'s default "
+             "for China (8 prefix tokens, naive prompt, both orders, validation off for the timing). Tokens run: the "
+             "soft prompt and the text all rows share, once per step and wording, plus each row's remainder padded "
+             "to its micro-batch; unshared: every row whole. FLOPs: 4 x "
+             f"{non_embedding / 1e6:.0f} M non-embedding parameters per token run (forward, and backward to the "
+             f"inputs only). This machine's fp32 matmul rate, same process: {rate / 1e9:.0f} GFLOP/s. Full "
+             "configurations in benchmarks/results/speed.json.", "",
+             "| step | rows | s per step (median) | / full | tokens run (unshared) | GFLOP per step | GFLOP/s | of matmul rate |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        n_rows = r["config"]["rows_per_step"] or 24 * 2 * (1 + len(r["config"]["wordings"]))
+        lines.append(f"| {r['kind']} | {n_rows} | {r['median_s']:.1f} | {r['ratio']:.2f} | {r['tokens_run']:.0f} "
+                     f"({r['tokens_unshared']:.0f}) | {r['flops'] / 1e9:.0f} | {r['flop_rate'] / 1e9:.0f} | "
+                     f"{r['of_matmul_rate']:.2f} |")
+    write_section("speed", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
