@@ -132,8 +132,8 @@ def test_a_gradient_spike_is_clipped_before_it_reaches_adams_moments(max_grad_no
     run = make_alignment(cfg, tmp_path / "run", session=session)
     backward = run.grad.backward
 
-    def spiking(prompt, loss_fn):
-        out = backward(prompt, loss_fn)
+    def spiking(prompt, loss_fn, orders=None):
+        out = backward(prompt, loss_fn, orders)
         prompt.grad.mul_(1e4 / prompt.grad.norm())   # a gradient of norm 10^4
         return out
 
