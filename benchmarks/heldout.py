@@ -45,6 +45,8 @@ from culturealign.softprompt import SoftPrompt, initial_embeddings
 from culturealign.targets import lookup
 
 RESULTS = ROOT / "benchmarks" / "results" / "heldout-default.json"
+#: countries that choose settings (the step's rows, the objective): their own file and section, never the README's
+VALIDATION_RESULTS = ROOT / "benchmarks" / "results" / "heldout-validation-countries.json"
 STYLES = ("naive", "persona", "icl")
 
 
@@ -77,11 +79,14 @@ def main() -> None:
     ap.add_argument("--culturalbench", type=int, default=20)
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--merge", nargs="+", metavar="RESULTS")
+    ap.add_argument("--role", choices=("test", "validation"), default="test",
+                    help="--merge/--report-only: the headline countries (README) or the validation countries")
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
     out_path = Path(args.out)
     if args.report_only or args.merge:
-        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"commands": [], "countries": {}}
+        target = VALIDATION_RESULTS if args.role == "validation" else RESULTS
+        results = json.loads(target.read_text()) if target.exists() else {"commands": [], "countries": {}}
         for other in (json.loads(Path(p).read_text()) for p in args.merge or []):
             results.setdefault("machine", other["machine"])
             results["commands"] += [c for c in other["commands"] if c not in results["commands"]]
@@ -89,8 +94,8 @@ def main() -> None:
                 mine = results["countries"].setdefault(name, {**entry, "runs": []})
                 keys = {_key(r) for r in mine["runs"]}
                 mine["runs"] += [r for r in entry["runs"] if _key(r) not in keys]
-        RESULTS.write_text(json.dumps(results, indent=1))
-        write_report(results)
+        target.write_text(json.dumps(results, indent=1))
+        write_report(results, args.role)
         return
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -163,7 +168,7 @@ def _gain_kept(run: dict) -> str:
     return f"{test / train:.2f}" if train > 0 else "no gain"
 
 
-def write_report(results: dict) -> None:
+def write_report(results: dict, role: str = "test") -> None:
     rows, readme, detail = [], [], []
     for name, e in results["countries"].items():
         ref = e["reference mean"]
@@ -212,6 +217,12 @@ def write_report(results: dict) -> None:
             "only | kept | validation, per-order | training, per-order | training, pooled | kept step | below "
             "prompts | CulturalBench naive -> final | compute / wall min |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", *detail]
+    if role == "validation":
+        body[0] = "### Validation countries: where settings are chosen (not the headline)"
+        body = [line.replace("benchmarks/results/heldout-default.json", "benchmarks/results/"
+                             "heldout-validation-countries.json") for line in body]
+        write_section("heldout-validation", "\n".join(body))
+        return
     write_section("heldout-default", "\n".join(body))
     write_section("main-table", "\n".join([
         "| country | start | naive | persona | ICL | reference mean C | published mean | **`align` default "

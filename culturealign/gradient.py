@@ -92,12 +92,16 @@ class SurveyGradient:
         rows = [o * self.n_items + i for o in chosen for i in range(self.n_items)]   # rows are order-major
         n_cand = soft.shape[0]
         pairs = [(c, r) for c in range(n_cand) for r in rows]
+        # a scorer that shares an item's stem across its orders wants them in one micro-batch
+        ordered = getattr(self.scorer, "ordered_for_stems", list)(pairs)
         micro = self.scorer.grad_batch(soft.shape[1], self.placement, self.checkpointing)
-        batches = [pairs[i:i + micro] for i in range(0, len(pairs), micro)]
+        batches = [ordered[i:i + micro] for i in range(0, len(ordered), micro)]
         if self.scorer.max_memory_mb and len(batches) > 1:
             return self._two_pass(soft, loss_fn, batches, rows, names)
         probs = torch.cat([self.scorer.differentiable_probs(soft, self.placement, b, self.checkpointing)
                            for b in batches])
+        position = {pair: i for i, pair in enumerate(ordered)}
+        probs = probs[torch.tensor([position[pair] for pair in pairs])]        # back to the rows' order
         indices = self.indices(probs.view(n_cand, len(rows), N_OPTIONS), names)
         loss_fn(indices).sum().backward()
         return indices.detach().numpy()

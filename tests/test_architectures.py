@@ -98,6 +98,20 @@ def test_scoring_and_a_gradient_step_on_each_architecture(arch, template):
         np.testing.assert_allclose(cached.differentiable_probs(soft, placement).detach().numpy().reshape(a.shape),
                                    a, atol=2e-5)
 
+    # prefix: the rows of one item share their stem's cache (one forward of it for both orders); the
+    # probabilities and their gradients are the uncached path's
+    assert cached.stem_lengths[0] == cached.stem_lengths[3] > 10 and cached.stem_lengths[0] < len(cached.head_ids[0])
+    for path in (cached, plain):
+        leaf = soft.clone().requires_grad_(True)
+        probs = path.differentiable_probs(leaf, "prefix", cached.ordered_for_stems(
+            [(c, r) for c in range(2) for r in range(6)]))
+        (probs * torch.arange(5.0)).sum().backward()
+        if path is cached:
+            stem_probs, stem_grad = probs.detach(), leaf.grad.clone()
+    torch.testing.assert_close(stem_probs, probs.detach(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(stem_grad, leaf.grad, atol=1e-5, rtol=1e-4)
+    assert leaf.grad.abs().max() > 1e-4
+
     grad = SurveyGradient(_full_survey(model, tok), np.zeros(6), "suffix")
     prompt = p0.clone().unsqueeze(0).requires_grad_(True)
     before = prompt.detach().clone()

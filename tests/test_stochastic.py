@@ -66,9 +66,13 @@ def test_rows_per_step_needs_per_order_and_adam(tiny_model, tiny_tokenizer):
     assert cma.unused_settings() == ["AlignConfig.rows_per_step"]
 
 
-def test_the_epochs_mean_step_is_the_full_step(tmp_path, tiny_model, tiny_tokenizer):
+def test_the_epochs_mean_step_is_the_full_step(tmp_path, tiny_model, tiny_tokenizer, monkeypatch):
     """At one prompt, the mean over an epoch of the sampled steps' losses and gradients is the full step's: the
-    estimate is unbiased (here with two wordings, four blocks, one a step)."""
+    estimate is unbiased (here with two wordings, four blocks, one a step). The stems an item's orders share are
+    off, so that both run the same arithmetic (their agreement is tests/test_architectures.py's)."""
+    from culturealign.backends.hf import SurveyScorer
+
+    monkeypatch.setattr(SurveyScorer, "stem_lengths", property(lambda self: [0] * self.n_rows))
     session = _session(tiny_model, tiny_tokenizer)
     wordings = ["vsm2013-reworded"]
     full = make_alignment(_adam(session, wordings=wordings, loss="l1", max_grad_norm=None), tmp_path / "full", session=session)
@@ -89,8 +93,9 @@ def test_the_epochs_mean_step_is_the_full_step(tmp_path, tiny_model, tiny_tokeni
         grads.append(sampled.prompt.grad.clone())
         seen |= set(sampled.sampler.blocks(step))
     assert len(seen) == 4 and len(set(np.round(losses, 6))) > 1        # the blocks differ
-    assert np.mean(losses) == pytest.approx(row["loss"], rel=1e-9)
-    assert torch.allclose(torch.stack(grads).mean(0), full_grad, rtol=1e-5, atol=1e-9)
+    assert np.mean(losses) == pytest.approx(row["loss"], rel=1e-7)   # batches padded differently: float noise
+    torch.testing.assert_close(torch.stack(grads).mean(0), full_grad, rtol=1e-3, atol=1e-5)   # float32 noise
+    assert (torch.stack(grads[:3]).mean(0) - full_grad).abs().max() > 1e-2        # an epoch cut short is not
 
 
 def test_the_command_line_names_the_flag(tmp_path, tiny_model_dir):

@@ -7,7 +7,9 @@ the five option tokens and renormalised. When an option label is not a single to
 its sequence log-likelihood instead. Soft prompts come as a batch ``(P, n_tokens, hidden)`` and are placed
 
 - ``prefix``: before every token (prompt tuning / PEFT placement); the key-value cache of
-  [soft prompt + the prefix all rows share] is computed once per candidate and reused for the rows;
+  [soft prompt + the prefix all rows share] is computed once per candidate and reused for the rows, and within a
+  batch the rows of one item (its option orders) share a second cache of their common stem (the item's text up to
+  where the options differ), so that each row runs only its own tail;
 - ``suffix``: after the item text, before the end of the user's turn; the key-value cache of every row's head
   is computed once per scorer and reused for every candidate, so a candidate costs only its own tokens.
 """
@@ -71,6 +73,7 @@ class SurveyScorer:
         self.mode = "sequence" if scoring == "sequence" or self.option_ids is None else "next_token"
         self.continuations = [encode(label) for label in self.labels]
         self._head_cache = None  # suffix placement: KV of every row's head, built on first use
+        self._stems = None       # prefix placement: per row, the stem it shares with its item's other rows
 
     # ---- public API -------------------------------------------------------------------------------------------
     @property
@@ -125,7 +128,8 @@ class SurveyScorer:
             candidates = sorted({c for c, _ in pairs})
             prefix_cache, prefix_mask, rest = self._prefix_cache(soft[candidates])
             index = torch.tensor([candidates.index(c) for c, _ in pairs], device=self.device)
-            logits = self._after_prefix_logits(prefix_cache, prefix_mask, index, [rest[r] for _, r in pairs])
+            logits = self._after_prefix_logits(prefix_cache, prefix_mask, index, [rest[r] for _, r in pairs],
+                                               [r for _, r in pairs])
         return self._option_scores(logits)[0]
 
     @torch.no_grad()
@@ -268,11 +272,63 @@ class SurveyScorer:
         prefix_mask = torch.ones(prefix.shape[:2], dtype=torch.long, device=self.device)
         return self._forward(prefix, prefix_mask)[1], prefix_mask, rest
 
-    def _after_prefix_logits(self, prefix_cache, prefix_mask, index: torch.Tensor, rest: list) -> torch.Tensor:
-        """Last-position logits of rows ``rest`` after the prefix caches of candidates ``index``."""
-        embeds, mask = self._left_pad(rest)
-        return self._forward(embeds, mask, self._gather_cache(prefix_cache, index),
-                             prefix_mask.index_select(0, index))[0][:, -1]
+    @property
+    def stem_lengths(self) -> list[int]:
+        """Per row, how many of its tokens after the shared prefix it has in common with the other rows of its item
+        (the other option orders): its stem, run once per batch for all of them. At least one token of every row
+        stays its own (the logits are read at its last). 0 for a row without a sibling."""
+        if self._stems is None:
+            shared = len(_common_prefix(self.head_ids))
+            rest = [self.head_ids[r][shared:] + self.tail_ids[r] for r in range(self.n_rows)]
+            by_item: dict = {}
+            for r, row in enumerate(self.rows):
+                by_item.setdefault(row.item, []).append(r)
+            self._stems = [0] * self.n_rows
+            for rows in by_item.values():
+                if len(rows) > 1:
+                    n = min(len(_common_prefix([rest[r] for r in rows])), *(len(rest[r]) - 1 for r in rows))
+                    for r in rows:
+                        self._stems[r] = n
+        return self._stems
+
+    def ordered_for_stems(self, pairs: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+        """``pairs`` with the rows of one item (and candidate) next to each other, so that a batch shares stems."""
+        return sorted(pairs, key=lambda cr: (cr[0], self.rows[cr[1]].item, cr[1]))
+
+    def _after_prefix_logits(self, prefix_cache, prefix_mask, index: torch.Tensor, rest: list,
+                             rows: Sequence[int] | None = None) -> torch.Tensor:
+        """Last-position logits of rows ``rest`` after the prefix caches of candidates ``index``. With ``rows``
+        (their row numbers), rows of one item and candidate in the batch first run their common stem once, then
+        each its own tail on the stem's cache (same numbers, fewer tokens)."""
+        stems = None if rows is None else [self.stem_lengths[r] for r in rows]
+        groups: dict = {}
+        if stems is not None:
+            for i, (c, r) in enumerate(zip(index.tolist(), rows)):
+                if stems[i]:
+                    groups.setdefault((c, self.rows[r].item), []).append(i)
+        if not any(len(g) > 1 for g in groups.values()):   # nothing shared in this batch
+            embeds, mask = self._left_pad(rest)
+            return self._forward(embeds, mask, self._gather_cache(prefix_cache, index),
+                                 prefix_mask.index_select(0, index))[0][:, -1]
+        # one stem per (candidate, item) with at least two rows here; a row alone keeps an empty stem
+        units, unit_of, seen = [], [], {}   # units: (stem length, the row whose first tokens are the stem)
+        for i in range(len(rest)):
+            key = (int(index[i]), self.rows[rows[i]].item)
+            if len(groups.get(key, ())) < 2:
+                key = ("alone", i)
+            if key not in seen:
+                seen[key] = len(units)
+                units.append((stems[i] if key[0] != "alone" else 0, i))
+            unit_of.append(seen[key])
+        stem_index = torch.tensor([int(index[i]) for _, i in units], device=self.device)
+        stem_embeds, stem_mask = self._left_pad([rest[i][:n] for n, i in units])
+        stem_cache = self._forward(stem_embeds, stem_mask, self._gather_cache(prefix_cache, stem_index),
+                                   prefix_mask.index_select(0, stem_index))[1]
+        stem_full_mask = torch.cat([prefix_mask.index_select(0, stem_index), stem_mask], dim=1)
+        at = torch.tensor(unit_of, device=self.device)
+        tails, tail_mask = self._left_pad([rest[i][units[u][0]:] for i, u in enumerate(unit_of)])
+        return self._forward(tails, tail_mask, self._gather_cache(stem_cache, at),
+                             stem_full_mask.index_select(0, at))[0][:, -1]
 
     def _suffix_logits(self, soft: torch.Tensor, pairs) -> torch.Tensor:
         """Last-position logits of [soft prompt + tail] after each row's cached head."""
@@ -294,10 +350,11 @@ class SurveyScorer:
         prefix_cache, prefix_mask, rest = self._prefix_cache(soft)
 
         def chunks():
-            pairs = self._pairs(soft.shape[0])
+            pairs = self.ordered_for_stems(self._pairs(soft.shape[0]))
             for batch in self._batches(pairs, cached=prefix_mask.shape[1], new=max(x.shape[0] for x in rest)):
                 index = torch.tensor([c for c, _ in batch], device=self.device)
-                logits = self._after_prefix_logits(prefix_cache, prefix_mask, index, [rest[r] for _, r in batch])
+                logits = self._after_prefix_logits(prefix_cache, prefix_mask, index, [rest[r] for _, r in batch],
+                                                   [r for _, r in batch])
                 yield (batch, *self._option_scores(logits))
         return self._collect(soft.shape[0], chunks())
 
