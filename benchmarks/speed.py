@@ -4,13 +4,15 @@ from this machine's limit.
 Steps of `align`'s default (China, 8 prefix tokens, naive prompt, both option orders), each kind timed in turn
 (interleaved, so that a slow spell of the shared machine hits every kind alike), the median kept:
 
-- `full`: every row of the training wording (2 blocks: forward and reverse, 48 rows), today's default step;
+- `full, no shared stems`: every row of the training wording (2 blocks: forward and reverse, 48 rows), each row
+  run whole after the shared prefix: the step before the item stems were shared;
+- `full`: the same rows, the two orders of an item sharing their stem's cache (the default step);
 - `rows 24`: a stochastic step (`--rows-per-step 24`): one (wording, order) block;
 - `2 wordings, full` and `2 wordings, rows 48`: training on the two training wordings, every row or half of them.
 
-Per kind: seconds per step and their ratio to `full`; tokens per step as the path runs them (the soft prompt and
-the text every row shares once per step, each row's remainder padded to its micro-batch's longest) and without
-that sharing; FLOPs per step from the model's shape (4 x non-embedding parameters per token run: a forward pass and
+Per kind: seconds per step and their ratio to the earlier full step; tokens per step as the path runs them (the soft prompt and
+the text every row shares once per step, each item's stem once per micro-batch, each row's tail, padded to its
+micro-batch's longest) and without any sharing; FLOPs per step from the model's shape (4 x non-embedding parameters per token run: a forward pass and
 a backward pass to the inputs only, the weights being frozen); the FLOP rate that implies, against this machine's
 fp32 matmul rate measured in the same process.
 
@@ -50,8 +52,10 @@ def matmul_rate(n: int = 1024, repeats: int = 20) -> float:
     return 2 * n ** 3 / best
 
 
-def tokens_of_step(run, chosen: list[tuple[int, int]]) -> tuple[int, int]:
-    """(tokens the prefix path runs, tokens without sharing) for the blocks ``chosen`` of one step."""
+def tokens_of_step(run, chosen: list[tuple[int, int]], stems: bool = True) -> tuple[int, int]:
+    """(tokens the prefix path runs, tokens without any sharing) for the blocks ``chosen`` of one step: the soft
+    prompt and the text every row shares once per wording; per micro-batch, each (item) stem its rows share once
+    and each row's tail, every part padded to the longest in its batch (``stems=False``: each row's whole rest)."""
     n_tokens = run.config.soft.n_tokens
     ran = plain = 0
     for w, grad in enumerate(run.grads):
@@ -60,10 +64,21 @@ def tokens_of_step(run, chosen: list[tuple[int, int]]) -> tuple[int, int]:
             continue
         scorer = grad.scorer
         rows = [o * grad.n_items + i for o in orders for i in range(grad.n_items)]
+        pairs = scorer.ordered_for_stems([(0, r) for r in rows])
         shared = len(_common_prefix(scorer.head_ids))
-        rest = [len(scorer.head_ids[r]) - shared + len(scorer.tail_ids[r]) for r in rows]
+        rest = {r: len(scorer.head_ids[r]) - shared + len(scorer.tail_ids[r]) for r in rows}
         micro = scorer.grad_batch(n_tokens, run.config.soft.placement, run.config.checkpointing)
-        ran += n_tokens + shared + sum(len(rest[i:i + micro]) * max(rest[i:i + micro]) for i in range(0, len(rest), micro))
+        ran += n_tokens + shared
+        for i in range(0, len(pairs), micro):
+            batch = [r for _, r in pairs[i:i + micro]]
+            items = [scorer.rows[r].item for r in batch]
+            together = [r for r in batch if stems and items.count(scorer.rows[r].item) > 1]
+            if not together:
+                ran += len(batch) * max(rest[r] for r in batch)
+                continue
+            stem = {r: scorer.stem_lengths[r] if r in together else 0 for r in batch}
+            units = len({scorer.rows[r].item for r in together}) + len(batch) - len(together)
+            ran += units * max(stem.values()) + len(batch) * max(rest[r] - stem[r] for r in batch)
         plain += sum(n_tokens + len(scorer.head_ids[r]) + len(scorer.tail_ids[r]) for r in rows)
     return ran, plain
 
@@ -78,7 +93,7 @@ def main() -> None:
     session = Session(MeasureConfig())
     session.resolve_constants()
     more = list(TRAIN_WORDINGS[1:])
-    kinds = {"full": {}, "rows 24": {"rows_per_step": 24},
+    kinds = {"full, no shared stems (the earlier path)": {}, "full": {}, "rows 24": {"rows_per_step": 24},
              "2 wordings, full": {"wordings": more}, "2 wordings, rows 48": {"wordings": more, "rows_per_step": 48}}
     tmp = Path(tempfile.mkdtemp(prefix="speed-bench-"))
     runs = {name: make_alignment(AlignConfig(country="China", validate=None, measure=session.config, **kw),
@@ -94,12 +109,17 @@ def main() -> None:
             step = run.state.generation
             chosen = ([(w, o) for w in range(len(run.grads)) for o in range(len(run.grad.orders))]
                       if run.sampler is None else run.sampler.blocks(step))
-            tokens.setdefault(name, []).append(tokens_of_step(run, chosen))
+            stems = not name.startswith("full, no shared stems")
+            tokens.setdefault(name, []).append(tokens_of_step(run, chosen, stems))
+            for grad in run.grads:   # the earlier path: no row shares its item's stem
+                grad.scorer._stems = None if stems else [0] * grad.scorer.n_rows
             t0 = time.perf_counter()
             run.step()
             times[name].append(time.perf_counter() - t0)
+            for grad in run.grads:
+                grad.scorer._stems = None
             print(f"{name}: {times[name][-1]:.1f} s", flush=True)
-    base = statistics.median(times["full"])
+    base = statistics.median(times["full, no shared stems (the earlier path)"])
     rows = []
     for name, ts in times.items():
         s = statistics.median(ts)
@@ -117,12 +137,13 @@ def main() -> None:
              f"Command: `{result['command']}`  ", f"Machine: {result['machine']}, {result['threads']} torch threads  ",
              f"Each kind's step timed {args.repeats} times, interleaved with the others; the median. `align`'s default "
              "for China (8 prefix tokens, naive prompt, both orders, validation off for the timing). Tokens run: the "
-             "soft prompt and the text all rows share, once per step and wording, plus each row's remainder padded "
-             "to its micro-batch; unshared: every row whole. FLOPs: 4 x "
+             "soft prompt and the text all rows share, once per step and wording; each item's stem (the text its "
+             "option orders share) once per micro-batch and each row's tail, padded to the micro-batch's longest; "
+             "unshared: every row whole. FLOPs: 4 x "
              f"{non_embedding / 1e6:.0f} M non-embedding parameters per token run (forward, and backward to the "
              f"inputs only). This machine's fp32 matmul rate, same process: {rate / 1e9:.0f} GFLOP/s. Full "
              "configurations in benchmarks/results/speed.json.", "",
-             "| step | rows | s per step (median) | / full | tokens run (unshared) | GFLOP per step | GFLOP/s | of matmul rate |",
+             "| step | rows | s per step (median) | / earlier full step | tokens run (unshared) | GFLOP per step | GFLOP/s | of matmul rate |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         n_rows = r["config"]["rows_per_step"] or 24 * 2 * (1 + len(r["config"]["wordings"]))
