@@ -477,7 +477,8 @@ class AlignConfig:
     # stalls the run for hundreds of steps; clipped to norm 1, every step's gradient counts alike (None: no clipping)
     max_grad_norm: float | None = 1.0
     checkpointing: bool = False
-    rows_per_step: int | None = None   # whole (wording, order) blocks per step; None: every row (align.BlockSampler)
+    # whole (wording, order) blocks per step (align.BlockSampler); None, every row, was better on validation (docs/method.md)
+    rows_per_step: int | None = None
     objective: ObjectiveKind = ObjectiveKind.PER_ORDER   # chosen on validation countries (BENCHMARKS.md)
     wordings: list[str] = field(default_factory=list)    # further training wordings of the same instrument
     validate: str | None = AUTO_VALIDATION
