@@ -45,8 +45,7 @@ from safetensors.torch import save
 
 from .backends import get_backend
 from .backends.base import require_gradients
-from .config import (AUTO_VALIDATION, GRADIENT_OPTIMIZERS, VALIDATION_WORDING, AlignConfig,  # noqa: F401
-                     MeasureConfig, SoftPromptConfig)  # (re-exported)
+from .config import AUTO_VALIDATION, GRADIENT_OPTIMIZERS, VALIDATION_WORDING, AlignConfig, MeasureConfig
 from .errors import ConfigError, CultureAlignError
 from .executors import worker_context
 from .io import atomic_write_bytes, atomic_write_json, atomic_write_text, refuse_overwrite
@@ -423,7 +422,7 @@ class GradientAlignment(Alignment):
     kind = "gradient"
 
     def _setup(self) -> None:
-        from .gradient import SurveyGradient
+        from .gradient import SurveyGradient, alignment_loss
 
         if self.config.measure.answer_mode != "distribution":
             raise CultureAlignError("gradient alignment needs answer distributions: sample mode (generated text) is "
@@ -435,6 +434,10 @@ class GradientAlignment(Alignment):
         self.grad = self.grads[0]
         self.sampler = None if self.config.rows_per_step is None else BlockSampler(
             len(self.grads), len(self.grad.orders), self.grad.n_items, self.config.rows_per_step, self.config.seed)
+        # the surrogate loss of one wording's blocks, weighted by their share of the step's blocks
+        self.loss_for = lambda weight: alignment_loss(
+            self.objective.target_vector, self.objective.dimensions, self.config.loss, self.config.huber_delta,
+            self.dimensions, self.config.objective, weight=weight)
         self.best = self.p0.clone().float()
 
     @property
@@ -449,8 +452,6 @@ class GradientAlignment(Alignment):
         return self.config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
     def step(self) -> dict:
-        from .gradient import alignment_loss
-
         lr = self.learning_rate(self.state.generation)
         for group in self.adam.param_groups:
             group["lr"] = lr
@@ -466,10 +467,7 @@ class GradientAlignment(Alignment):
             if not orders:
                 continue
             # each block's loss weighs 1 / (blocks in the step): the wordings (and sampled blocks) average
-            loss_fn = alignment_loss(self.objective.target_vector, self.objective.dimensions, self.config.loss,
-                                     self.config.huber_delta, self.dimensions, self.config.objective,
-                                     weight=len(orders) / len(chosen))
-            block_indices[:, w, orders] = grad.backward(self.prompt, loss_fn, orders)
+            block_indices[:, w, orders] = grad.backward(self.prompt, self.loss_for(len(orders) / len(chosen)), orders)
             cost += grad.step_cost * len(orders) / n_orders
         losses, pooled, indices = self.losses(block_indices)    # always the true L1, whatever the surrogate
         grad_norm = float(self.prompt.grad.norm())       # recorded before clipping
