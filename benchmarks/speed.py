@@ -10,9 +10,9 @@ Steps of `align`'s default (China, 8 prefix tokens, naive prompt, both option or
 - `rows 24`: a stochastic step (`--rows-per-step 24`): one (wording, order) block;
 - `2 wordings, full` and `2 wordings, rows 48`: training on the two training wordings, every row or half of them.
 
-Per kind: seconds per step and their ratio to the earlier full step; tokens per step as the path runs them (the soft prompt and
-the text every row shares once per step, each item's stem once per micro-batch, each row's tail, padded to its
-micro-batch's longest) and without any sharing; FLOPs per step from the model's shape (4 x non-embedding parameters per token run: a forward pass and
+Per kind: seconds per step and their ratio to the earlier full step; tokens per step as the forward passes run
+them (counted in the scorer's forward: the soft prompt and the text every row shares once per step, each item's
+stem once per micro-batch, each row's tail, padding included) and without any sharing; FLOPs per step from the model's shape (4 x non-embedding parameters per token run: a forward pass and
 a backward pass to the inputs only, the weights being frozen); the FLOP rate that implies, against this machine's
 fp32 matmul rate measured in the same process.
 
@@ -33,7 +33,6 @@ import torch
 from common import ROOT, command, machine, write_section
 
 from culturealign.align import make_alignment
-from culturealign.backends.hf import _common_prefix
 from culturealign.config import TRAIN_WORDINGS, AlignConfig, MeasureConfig
 from culturealign.session import Session
 
@@ -52,35 +51,24 @@ def matmul_rate(n: int = 1024, repeats: int = 20) -> float:
     return 2 * n ** 3 / best
 
 
-def tokens_of_step(run, chosen: list[tuple[int, int]], stems: bool = True) -> tuple[int, int]:
-    """(tokens the prefix path runs, tokens without any sharing) for the blocks ``chosen`` of one step: the soft
-    prompt and the text every row shares once per wording; per micro-batch, each (item) stem its rows share once
-    and each row's tail, every part padded to the longest in its batch (``stems=False``: each row's whole rest)."""
-    n_tokens = run.config.soft.n_tokens
-    ran = plain = 0
+def unshared_tokens(run, chosen: list[tuple[int, int]]) -> int:
+    """Tokens of the blocks ``chosen`` if every row ran whole, soft prompt included (no cache shared)."""
+    n_tokens, total = run.config.soft.n_tokens, 0
     for w, grad in enumerate(run.grads):
-        orders = [o for ww, o in chosen if ww == w]
-        if not orders:
-            continue
-        scorer = grad.scorer
-        rows = [o * grad.n_items + i for o in orders for i in range(grad.n_items)]
-        pairs = scorer.ordered_for_stems([(0, r) for r in rows])
-        shared = len(_common_prefix(scorer.head_ids))
-        rest = {r: len(scorer.head_ids[r]) - shared + len(scorer.tail_ids[r]) for r in rows}
-        micro = scorer.grad_batch(n_tokens, run.config.soft.placement, run.config.checkpointing)
-        ran += n_tokens + shared
-        for i in range(0, len(pairs), micro):
-            batch = [r for _, r in pairs[i:i + micro]]
-            items = [scorer.rows[r].item for r in batch]
-            together = [r for r in batch if stems and items.count(scorer.rows[r].item) > 1]
-            if not together:
-                ran += len(batch) * max(rest[r] for r in batch)
-                continue
-            stem = {r: scorer.stem_lengths[r] if r in together else 0 for r in batch}
-            units = len({scorer.rows[r].item for r in together}) + len(batch) - len(together)
-            ran += units * max(stem.values()) + len(batch) * max(rest[r] - stem[r] for r in batch)
-        plain += sum(n_tokens + len(scorer.head_ids[r]) + len(scorer.tail_ids[r]) for r in rows)
-    return ran, plain
+        for o in (o for ww, o in chosen if ww == w):
+            total += sum(n_tokens + len(grad.scorer.head_ids[r]) + len(grad.scorer.tail_ids[r])
+                         for r in range(o * grad.n_items, (o + 1) * grad.n_items))
+    return total
+
+
+def counting_forward(scorer, counter: list[int]):
+    """The scorer's forward pass, adding the positions it runs (padding included) to ``counter[0]``."""
+    forward = scorer._forward
+
+    def counted(embeds, mask, *args, **kwargs):
+        counter[0] += embeds.shape[0] * embeds.shape[1]
+        return forward(embeds, mask, *args, **kwargs)
+    return counted
 
 
 def main() -> None:
@@ -110,14 +98,17 @@ def main() -> None:
             chosen = ([(w, o) for w in range(len(run.grads)) for o in range(len(run.grad.orders))]
                       if run.sampler is None else run.sampler.blocks(step))
             stems = not name.startswith("full, no shared stems")
-            tokens.setdefault(name, []).append(tokens_of_step(run, chosen, stems))
+            counter = [0]
             for grad in run.grads:   # the earlier path: no row shares its item's stem
                 grad.scorer._stems = None if stems else [0] * grad.scorer.n_rows
+                grad.scorer._forward = counting_forward(grad.scorer, counter)
             t0 = time.perf_counter()
             run.step()
             times[name].append(time.perf_counter() - t0)
             for grad in run.grads:
                 grad.scorer._stems = None
+                del grad.scorer._forward            # back to the class's own method
+            tokens.setdefault(name, []).append((counter[0], unshared_tokens(run, chosen)))
             print(f"{name}: {times[name][-1]:.1f} s", flush=True)
     base = statistics.median(times["full, no shared stems (the earlier path)"])
     rows = []
@@ -136,10 +127,10 @@ def main() -> None:
     lines = ["### The cost of a gradient step (default model, one process)", "",
              f"Command: `{result['command']}`  ", f"Machine: {result['machine']}, {result['threads']} torch threads  ",
              f"Each kind's step timed {args.repeats} times, interleaved with the others; the median. `align`'s default "
-             "for China (8 prefix tokens, naive prompt, both orders, validation off for the timing). Tokens run: the "
-             "soft prompt and the text all rows share, once per step and wording; each item's stem (the text its "
-             "option orders share) once per micro-batch and each row's tail, padded to the micro-batch's longest; "
-             "unshared: every row whole. FLOPs: 4 x "
+             "for China (8 prefix tokens, naive prompt, both orders, validation off for the timing). Tokens run: counted in "
+             "the scorer's forward passes (the soft prompt and the text all rows share, once per step and wording; "
+             "each item's stem, the text its option orders share, once per micro-batch; each row's tail; padding "
+             "included); unshared: every row whole. FLOPs: 4 x "
              f"{non_embedding / 1e6:.0f} M non-embedding parameters per token run (forward, and backward to the "
              f"inputs only). This machine's fp32 matmul rate, same process: {rate / 1e9:.0f} GFLOP/s. Full "
              "configurations in benchmarks/results/speed.json.", "",
