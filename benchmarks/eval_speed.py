@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from common import command, machine, matmul_gflops, write_section
+from common import command, machine, matmul_rate, write_section
 
 from culturealign.instrument import Questionnaire
 from culturealign.models import load_model
@@ -39,7 +39,7 @@ def main() -> None:
     args = ap.parse_args()
     start = time.time()
     lm = load_model(args.model)
-    gflops = matmul_gflops()
+    gflops = matmul_rate() / 1e9
     q, cn = Questionnaire.builtin(), lookup("CN")
     survey = Survey(lm, q, PromptConfig("persona", labels="letters", order="forward"), cn)
     hidden = survey.hidden_size

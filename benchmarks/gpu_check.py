@@ -2,7 +2,8 @@
 
 A randomly initialised model of Llama-3-8B's shape (timing does not depend on the weights; the GPU machines here have
 no model hub) is scored per placement: seconds per candidate evaluation (a population of 16 in one batched call),
-seconds per gradient step (Adam's forward + backward over the 48 survey rows), seconds per question of the held-out
+seconds per gradient step (Adam's forward + backward over the 48 survey rows) with the tokens it runs and the FLOP
+rate that implies against the GPU's measured bf16 matmul rate and its nominal peak, seconds per question of the held-out
 opinions evaluation (culturealign.opinions), and peak GPU memory. It also checks on
 the default model that Hugging Face on CUDA agrees with the CPU to 1e-3 in option probabilities, both in bf16.
 The survey rows are tokenised with the package's small test tokenizer, which cuts text into more tokens than Llama-3's
@@ -19,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from common import command, machine, write_section
+from common import command, counting_forward, machine, matmul_rate, write_section
 
 from culturealign.gradient import SurveyGradient, alignment_loss
 from culturealign.instrument import Questionnaire
@@ -32,6 +33,8 @@ from culturealign.targets import lookup
 from toymodels import make_tokenizer
 
 SECTION = "gpu-check"
+#: nominal dense bf16 tensor-core peaks (FLOP/s, SXM parts, no sparsity) by a name the device's name contains
+PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
 
 
 def llama3_8b_shape(layers: int, vocab: int):
@@ -77,6 +80,9 @@ def main() -> None:
                     batch_size=48)
     target = lookup("CN")
     soft = 0.01 * torch.randn(args.population, 8, 4096, device="cuda")
+    rate = matmul_rate(8192, 10, "cuda", torch.bfloat16)
+    peak = next((v for k, v in PEAK_BF16.items() if k in torch.cuda.get_device_name()), None)
+    non_embedding = sum(p.numel() for n, p in model.named_parameters() if "embed" not in n and "lm_head" not in n)
     rows = []
     for placement in ("prefix", "suffix"):
         torch.cuda.reset_peak_memory_stats()
@@ -92,8 +98,14 @@ def main() -> None:
         torch.cuda.reset_peak_memory_stats()
         step_s = timed(step)
         step_mem = torch.cuda.max_memory_allocated() / 2 ** 30
+        counter = [0]   # the positions one step's forward passes run (shared prefix and stems once, padding in)
+        grad.scorer._forward = counting_forward(grad.scorer, counter)
+        step()
+        del grad.scorer._forward
+        flop_rate = 4 * non_embedding * counter[0] / step_s   # forward + backward to the inputs, frozen weights
         rows.append(f"| {placement} | {score_s:.3f} | {score_mem:.1f} | {step_s:.2f} | {step_mem:.1f} | "
-                    f"{step_s / score_s:.1f} |")
+                    f"{step_s / score_s:.1f} | {counter[0]} | {flop_rate / 1e12:.0f} | {flop_rate / rate:.2f} | "
+                    + (f"{flop_rate / peak:.2f} |" if peak else "- |"))
     # the opinions evaluation (37 WVS questions, both orders, grouped by option count) with one soft prompt
     opinions = load_opinions()
     held_out = {}
@@ -114,8 +126,14 @@ def main() -> None:
             f"A random model of Llama-3-8B's shape ({args.layers} layers), 8 soft tokens, 48 survey rows (both orders); "
             f"black-box scoring of a population of {args.population} in one call; an Adam step is one forward + "
             "backward pass over the 48 rows (Huber loss).", "",
+            "Tokens per step: the positions the step's forward passes run (the shared prefix and each item's stem "
+            "once, padding included); TFLOP/s: 4 x non-embedding parameters x tokens per step / seconds per step, "
+            f"against this GPU's bf16 matmul rate measured here ({rate / 1e12:.0f} TFLOP/s, 8192 x 8192) and its "
+            f"nominal dense bf16 peak ({'%.0f TFLOP/s' % (peak / 1e12) if peak else 'not on record for this GPU'}).",
+            "",
             "| placement | s per candidate | peak GiB (scoring) | s per gradient step | peak GiB (gradient) | "
-            "step / candidate |", "|---|---|---|---|---|---|", *rows, "",
+            "step / candidate | tokens per step | TFLOP/s | of matmul rate | of peak |",
+            "|---|---|---|---|---|---|---|---|---|---|", *rows, "",
             f"Opinions evaluation ({len(opinions)} WVS questions, both orders, one soft prompt): "
             + "; ".join(f"{pl} {s_q:.3f} s per question, peak {mem:.1f} GiB" for pl, (s_q, mem) in held_out.items())
             + ".", "",

@@ -30,25 +30,13 @@ from pathlib import Path
 
 import torch
 
-from common import ROOT, command, machine, write_section
+from common import ROOT, command, counting_forward, machine, matmul_rate, write_section
 
 from culturealign.align import make_alignment
 from culturealign.config import TRAIN_WORDINGS, AlignConfig, MeasureConfig
 from culturealign.session import Session
 
 RESULTS = ROOT / "benchmarks" / "results" / "speed.json"
-
-
-def matmul_rate(n: int = 1024, repeats: int = 20) -> float:
-    """This machine's fp32 matmul rate in FLOP/s (n x n by n x n, best of a few)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n ** 3 / best
 
 
 def unshared_tokens(run, chosen: list[tuple[int, int]]) -> int:
@@ -59,16 +47,6 @@ def unshared_tokens(run, chosen: list[tuple[int, int]]) -> int:
             total += sum(n_tokens + len(grad.scorer.head_ids[r]) + len(grad.scorer.tail_ids[r])
                          for r in range(o * grad.n_items, (o + 1) * grad.n_items))
     return total
-
-
-def counting_forward(scorer, counter: list[int]):
-    """The scorer's forward pass, adding the positions it runs (padding included) to ``counter[0]``."""
-    forward = scorer._forward
-
-    def counted(embeds, mask, *args, **kwargs):
-        counter[0] += embeds.shape[0] * embeds.shape[1]
-        return forward(embeds, mask, *args, **kwargs)
-    return counted
 
 
 def main() -> None:
