@@ -32,6 +32,7 @@ from culturealign.session import Session
 from culturealign.targets import countries_for, lookup
 
 METHODS = ("naive", "persona", "icl", "reference mean", "soft prompt")
+OPINION_METHODS = ("naive", "persona", "icl", "soft prompt")
 
 
 def start_loss(run_dir: Path) -> float | None:
@@ -49,12 +50,13 @@ def table(out: Path, results: dict) -> tuple[str, dict]:
     data = report.load_folder(out)
     verdicts = {h["country"]: h for h in report.helps(data)}
     loss = {(r["country"], r["method"]): r["loss"] for r in results["rows"] if r["method"] != "soft prompt"}
-    # held-out opinions (--opinions): the headline and specificity of the naive prompt and the soft prompt (seed mean)
+    # held-out opinions (--opinions): similarity and specificity per prompting method and the soft prompt (seed mean)
     opinions = {}
     for r in results["rows"]:
-        if isinstance(r.get("opinions"), dict) and r["method"] in ("naive", "soft prompt"):
+        if isinstance(r.get("opinions"), dict) and r["method"] in OPINION_METHODS:
             opinions.setdefault((r["country"], r["method"]), []).append(r["opinions"])
-    extra = " opinions: naive / soft | specificity: naive / soft |" if opinions else ""
+    methods = " / ".join("ICL" if m == "icl" else m.replace("soft prompt", "soft") for m in OPINION_METHODS)
+    extra = f" opinions: {methods} | specificity: {methods} |" if opinions else ""
     lines = ["| country | start | naive | persona | ICL | ref. mean | soft prompt | best baseline | verdict |" + extra,
              "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if opinions else "")]
     starts = []
@@ -68,7 +70,7 @@ def table(out: Path, results: dict) -> tuple[str, dict]:
                *(f"{loss[(name, m)]:.1f}" for m in METHODS[:4]), f"{h['soft_prompt']['mean']:.1f}",
                h["best_baseline"], h["verdict"]]
         if opinions:
-            row += [" / ".join(_mean_of(opinions.get((name, m)), k) for m in ("naive", "soft prompt"))
+            row += [" / ".join(_mean_of(opinions.get((name, m)), k) for m in OPINION_METHODS)
                     for k in ("similarity", "specificity")]
         lines.append("| " + " | ".join(row) + " |")
     summary = {"countries": len(verdicts),

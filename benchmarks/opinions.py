@@ -93,6 +93,16 @@ def write_report(results: dict) -> None:
                          f"{_f(m['nearest_similarity'])} ({m['nearest_country']}) | {m['n_questions']} | "
                          f"{e['seconds_per_question']:.2f} | {e['seconds']:.0f} |")
     limits = sorted({str(e["config"]["limit"]) for e in entries})
+    # the issue's goals, per country: the soft prompt raises similarity more than persona, with specificity above 0
+    goals = []
+    for name in names:
+        by = {e["method"]: e["metrics"] for e in entries if e["country"] == name}
+        if "soft prompt" in by and "persona" in by and "naive" in by:
+            soft, persona, naive = by["soft prompt"], by["persona"], by["naive"]
+            gain, persona_gain = soft["similarity"] - naive["similarity"], persona["similarity"] - naive["similarity"]
+            met = gain > persona_gain and soft["specificity"] > 0
+            goals.append(f"{name}: soft prompt {gain:+.3f} over naive against persona {persona_gain:+.3f}, "
+                         f"specificity {soft['specificity']:+.3f} ({'met' if met else 'not met'})")
     body = f"""### Held-out opinions (World Values Survey, GlobalOpinionQA) on the default model
 
 Commands: {'; '.join(f'`{c}`' for c in results['commands'])}  
@@ -108,6 +118,9 @@ similar other country: a reference that knows the target): model-free predictors
 seconds of the whole evaluation (both orders) on one torch thread, per question and in all.
 
 {chr(10).join(lines)}
+
+Goal (the soft prompt raises similarity to the target more than persona prompting does, and its specificity is
+above 0): {'; '.join(goals) or 'no country has both a soft prompt and the baselines yet'}.
 """
     write_section(SECTION, body)
     print(body)
