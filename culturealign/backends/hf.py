@@ -292,8 +292,9 @@ class SurveyScorer:
         return self._stems
 
     def ordered_for_stems(self, pairs: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-        """``pairs`` with the rows of one item (and candidate) next to each other, so that a batch shares stems."""
-        return sorted(pairs, key=lambda cr: (cr[0], self.rows[cr[1]].item, cr[1]))
+        """``pairs`` with the rows of one item (and candidate) next to each other, so that a batch shares stems, and
+        items in order of stem length, so that a batch pads its stems less."""
+        return sorted(pairs, key=lambda cr: (cr[0], self.stem_lengths[cr[1]], self.rows[cr[1]].item, cr[1]))
 
     def _after_prefix_logits(self, prefix_cache, prefix_mask, index: torch.Tensor, rest: list,
                              rows: Sequence[int] | None = None) -> torch.Tensor:
