@@ -66,7 +66,7 @@ def timed_run(session: Session, country: str, method: str, seed: int, seconds: f
     equivalents, best loss, wall seconds). ``until_done``: a gradient run also stops at the end of its schedule."""
     _, fields, soft_fields = METHODS[method]
     # without until_done adam runs on past its schedule's last step at lr / 10 until the compute is spent
-    cfg = AlignConfig(country=country, seed=seed, budget=10 ** 6,
+    cfg = AlignConfig(country=country, seed=seed, budget=10 ** 6, patience=None,
                       soft=SoftPromptConfig(**soft_fields), measure=session.config, **fields)
     run = make_alignment(cfg, run_dir, session=session)
     start, wall = compute_seconds(), time.perf_counter()

@@ -74,10 +74,10 @@ def run_one(session, country: str, method: Method, placement: str, init: str, bu
     opt_seed = 1000 * seed + OPTIMIZER_NUMBER[method.optimizer]
     if method.optimizer == "adam":
         cfg = AlignConfig(country=country, optimizer="adam", lr=method.lr, schedule=method.schedule, loss=method.loss,
-                          max_grad_norm=method.max_grad_norm, steps=max(1, budget // 3), seed=opt_seed, soft=soft,
+                          max_grad_norm=method.max_grad_norm, steps=max(1, budget // 3), seed=opt_seed, soft=soft, patience=None,
                           measure=session.config)
     else:
-        cfg = AlignConfig(country=country, optimizer=method.optimizer, popsize=POPSIZE, budget=budget, seed=opt_seed,
+        cfg = AlignConfig(country=country, optimizer=method.optimizer, popsize=POPSIZE, budget=budget, seed=opt_seed, patience=None,
                           soft=soft, measure=session.config)
     run = make_alignment(cfg, run_dir, session=session)
     # the start is drawn with the run's seed, shared by every method; the optimiser's own draws use opt_seed

@@ -121,7 +121,8 @@ def main() -> None:
     for name in args.runs.split(","):
         if any(r["name"] == name and r["country"] == country.name for r in results["runs"]):
             continue
-        config = AlignConfig(country=country.name, seed=0, measure=session.config, **settings(name))
+        # the whole run: early stopping is read off the history (equal compute for every setting)
+        config = AlignConfig(country=country.name, seed=0, patience=None, measure=session.config, **settings(name))
         t0 = time.perf_counter()
         align(config, tmp / name, session=session, on_generation=lambda run, row: print(
             f"  {name}: step {row['generation']} loss {row['loss']:.1f} val {row['validation_loss'] or '-'}",

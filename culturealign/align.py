@@ -288,7 +288,7 @@ class Alignment:
 
     @property
     def finished(self) -> bool:
-        patience = self.config.patience
+        patience = self.config.stop_after
         return self.budget_spent or (patience is not None and self.state.stale >= patience)
 
     # ---- persistence ------------------------------------------------------------------------------------------------

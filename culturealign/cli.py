@@ -44,6 +44,14 @@ FLAGS = {
 }
 
 
+def _patience(text: str) -> int | str | None:
+    """``--patience``: ``auto``, ``none`` or a whole number (anything else reaches AlignConfig's own message)."""
+    text = text.strip().lower()
+    if text == "none":
+        return None
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
 def _clean_errors(fn):
     """Turn every user-facing error into one line on stderr and exit code 2 (a configuration field named as the
     flag that sets it, :data:`FLAGS`)."""
@@ -245,7 +253,7 @@ def align(
     optimizer: str = typer.Option(_ALIGN.optimizer, "--optimizer", help="cma (CMA-ES), de (differential evolution, the paper's), random (black-box), or adam (gradients through the model)"),
     popsize: int = typer.Option(_ALIGN.popsize, "--popsize", help="candidates per generation"),
     budget: int = typer.Option(_ALIGN.budget, "--budget", help="candidate evaluations in total"),
-    patience: Optional[int] = typer.Option(None, "--patience", help="stop after this many generations (or steps) without improvement"),
+    patience: str = typer.Option(_ALIGN.patience, "--patience", help="stop after N validations without a new best (without validation: N steps or generations); auto: 3 when validating; none: run the whole budget"),
     steps: int = typer.Option(_ALIGN.steps, "--steps", help="adam: gradient steps (one forward + backward pass over every item each)"),
     lr: float = typer.Option(_ALIGN.lr, "--lr", help="adam: learning rate"),
     schedule: str = typer.Option(_ALIGN.schedule, "--schedule", help="adam: constant or cosine (down to lr/10)"),
@@ -298,7 +306,7 @@ def align(
                        answer_prefix, seed=seed, batch_size=batch_size, max_memory=max_memory, backend=backend,
                        backend_args=backend_args)
         config = AlignConfig(country=country, prompt=prompt, optimizer=optimizer, popsize=popsize, budget=budget,
-                             seed=seed, patience=patience, steps=steps, lr=lr, schedule=schedule, loss=loss,
+                             seed=seed, patience=_patience(patience), steps=steps, lr=lr, schedule=schedule, loss=loss,
                              huber_delta=huber_delta, max_grad_norm=max_grad_norm or None,
                              checkpointing=checkpointing, rows_per_step=rows_per_step, objective=objective,
                              wordings=more,

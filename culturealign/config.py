@@ -224,6 +224,9 @@ class ConstantsSpec:
 
 #: ``AlignConfig.validate``'s default: the shipped validation wording when the instrument is the VSM 2013
 AUTO_VALIDATION = "auto"
+#: ``AlignConfig.patience``'s default: stop after this many validations without a new best, when validating
+AUTO_PATIENCE = "auto"
+AUTO_PATIENCE_VALIDATIONS = 3
 #: the wordings of the VSM 2013 shipped with the package, by role (instrument.py registers them by these names)
 TRAIN_WORDINGS = ("vsm2013", "vsm2013-reworded")
 VALIDATION_WORDING = "vsm2013-validation"
@@ -458,7 +461,9 @@ class AlignConfig:
     over every wording and order) and the validation that picks the saved prompt: every ``validate_every`` steps
     (or generations) the prompt is scored on the ``validate`` wording, both orders, each on its own (``auto``: the
     shipped validation wording for the VSM 2013, none for another instrument; None: no validation, the prompt best
-    on training is kept). ``patience`` counts validations without improvement when validating, else steps.
+    on training is kept). ``patience`` stops the run after that many validations without a new best (without
+    validation: steps or generations without improvement); ``auto``: 3 validations when validating, else off
+    (chosen on a validation country, BENCHMARKS.md "Compute-optimal gradient settings"); None: off.
     """
 
     country: str
@@ -467,7 +472,7 @@ class AlignConfig:
     popsize: int = 16
     budget: int = 320                  # candidate evaluations
     seed: int = 0
-    patience: int | None = None        # stop after this many generations (or steps) without improvement
+    patience: int | str | None = AUTO_PATIENCE   # validations (or steps, generations) without improvement: stop
     steps: int = 40                    # gradient steps (BENCHMARKS.md, gradient alignment on the default model)
     lr: float = 0.02                   # 0.03 went further for 3 of 4 countries but bounced for India
     schedule: Schedule = Schedule.COSINE     # constant lr overshot on the default model after a few steps (docs/method.md)
@@ -502,7 +507,10 @@ class AlignConfig:
         for name in ("lr", "huber_delta"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"AlignConfig.{name} must be positive, not {getattr(self, name)}", f"AlignConfig.{name}")
-        if self.patience is not None:
+        if isinstance(self.patience, str) and self.patience != AUTO_PATIENCE:
+            raise ConfigError(f"AlignConfig.patience must be {AUTO_PATIENCE}, none or a whole number, not "
+                              f"{self.patience!r:.40}", "AlignConfig.patience")
+        if isinstance(self.patience, int):
             _at_least(self, "patience", 1)
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
             raise ConfigError(f"AlignConfig.max_grad_norm must be positive, not {self.max_grad_norm}",
@@ -518,6 +526,14 @@ class AlignConfig:
     @property
     def gradient(self) -> bool:
         return self.optimizer in GRADIENT_OPTIMIZERS
+
+    @property
+    def stop_after(self) -> int | None:
+        """The patience in force: ``auto`` is :data:`AUTO_PATIENCE_VALIDATIONS` validations when validating, else
+        None (no early stopping on a noisy training loss)."""
+        if self.patience == AUTO_PATIENCE:
+            return AUTO_PATIENCE_VALIDATIONS if self.validate is not None else None
+        return self.patience
 
     def unused_settings(self) -> list[str]:
         """The fields (``<Config>.<field>``) set away from their defaults that ``optimizer`` does not use: the

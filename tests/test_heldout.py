@@ -129,6 +129,38 @@ def test_patience_counts_validations_without_improvement(tmp_path, tiny_model, t
     assert record["generations"] == 4 and record["best"]["generation"] == 2
 
 
+def test_the_default_patience_stops_after_three_stale_validations_and_only_when_validating(
+        tmp_path, tiny_model, tiny_tokenizer, monkeypatch):
+    session = _session(tiny_model, tiny_tokenizer)
+    monkeypatch.setattr(Alignment, "validation_loss", lambda self, z: [5.0, 3.0, 4.0, 6.0, 3.5, 8.0, 9.0, 1.0][
+        self.state.generation - 1])
+    assert AlignConfig(country="CN").patience == "auto"
+    record = align(_adam(session, steps=8, validate_every=1), tmp_path / "auto", session=session)
+    assert record["generations"] == 5 and record["best"]["generation"] == 2      # 4.0, 6.0, 3.5: three stale
+    off = align(_adam(session, steps=8, validate_every=1, patience=None), tmp_path / "off", session=session)
+    assert off["generations"] == 8 and off["best"]["generation"] == 8
+    # without validation, auto is off: a noisy training loss does not stop the run
+    assert align(_adam(session, steps=6, validate=None), tmp_path / "nv", session=session)["generations"] == 6
+
+
+@pytest.mark.parametrize("value, done", [("none", 6), ("2", 4), ("auto", 5)])
+def test_patience_on_the_command_line(tmp_path, tiny_model_dir, monkeypatch, value, done):
+    monkeypatch.setattr(Alignment, "validation_loss", lambda self, z: [5.0, 3.0, 4.0, 6.0, 7.0, 8.0][
+        self.state.generation - 1])
+    result = CliRunner().invoke(app, ["align", "--model", str(tiny_model_dir), "--country", "CN", "--steps", "6",
+                                      "--validate-every", "1", "--n-tokens", "2", "--patience", value,
+                                      "--out", str(tmp_path / "run")])
+    assert result.exception is None or result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["generations"] == done
+
+
+def test_a_bad_patience_is_one_clear_error(tmp_path):
+    result = CliRunner().invoke(app, ["align", "--country", "CN", "--patience", "soon", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert "--patience must be auto, none or a whole number, not 'soon'" in result.output
+    assert not (tmp_path / "r").exists()
+
+
 def test_seeds_are_different_starts_and_the_same_seed_the_same_run(tmp_path, tiny_model, tiny_tokenizer):
     session = _session(tiny_model, tiny_tokenizer, order="forward")
     backend, soft = session.backend, SoftPromptConfig(n_tokens=3)
