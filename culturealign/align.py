@@ -445,11 +445,17 @@ class GradientAlignment(Alignment):
         return self.config.steps
 
     def learning_rate(self, step: int) -> float:
-        """The schedule: ``constant``, or ``cosine`` from ``lr`` down to ``lr / 10`` over the run."""
-        if self.config.schedule == "constant" or self.config.steps <= 1:
-            return self.config.lr
-        frac = min(1.0, step / (self.config.steps - 1))
-        return self.config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+        """The schedule at step ``step`` (0-based): ``constant``; ``cosine`` from ``lr`` down to ``lr / 10`` over the
+        run; ``warmup``: linear from ``lr / 10`` to ``lr`` over the first tenth of the steps, then that cosine over
+        the rest."""
+        lr, steps = self.config.lr, self.config.steps
+        if self.config.schedule == "constant" or steps <= 1:
+            return lr
+        warm = max(1, round(steps / 10)) if self.config.schedule == "warmup" else 0
+        if step < warm:
+            return lr * (0.1 + 0.9 * step / warm)
+        frac = min(1.0, (step - warm) / max(1, steps - 1 - warm))
+        return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
     def step(self) -> dict:
         lr = self.learning_rate(self.state.generation)

@@ -256,7 +256,7 @@ def align(
     patience: str = typer.Option(_ALIGN.patience, "--patience", help="stop after N validations without a new best (without validation: N steps or generations); auto: 3 when validating; none: run the whole budget"),
     steps: int = typer.Option(_ALIGN.steps, "--steps", help="adam: gradient steps (one forward + backward pass over every item each)"),
     lr: float = typer.Option(_ALIGN.lr, "--lr", help="adam: learning rate"),
-    schedule: str = typer.Option(_ALIGN.schedule, "--schedule", help="adam: constant or cosine (down to lr/10)"),
+    schedule: str = typer.Option(_ALIGN.schedule, "--schedule", help="adam: constant, cosine (down to lr/10) or warmup (up from lr/10 over the first tenth of the steps, then cosine)"),
     loss: str = typer.Option(_ALIGN.loss, "--loss", help="adam: the loss it descends, l1 or huber (the reported loss is always L1)"),
     huber_delta: float = typer.Option(_ALIGN.huber_delta, "--huber-delta", help="adam with --loss huber: quadratic within this many index points"),
     max_grad_norm: Optional[float] = typer.Option(_ALIGN.max_grad_norm, "--max-grad-norm", help="adam: clip the gradient to this norm before each step (0: no clipping)"),

@@ -134,6 +134,7 @@ class Schedule(Choice):
     """The learning-rate schedule of gradient runs."""
     CONSTANT = "constant"
     COSINE = "cosine"
+    WARMUP = "warmup"      # linear from lr / 10 to lr over the first tenth of the steps, then cosine
 
 
 class Loss(Choice):

@@ -99,7 +99,7 @@ def test_load_run_round_trips_and_names_a_bad_choice(tmp_path):
     ("--placement", "middle", "placement must be one of prefix, suffix, not 'middle'"),
     ("--optimizer", "sgd", "optimizer must be one of cma, de, random, adam, not 'sgd'"),
     ("--labels", "roman", "labels must be one of digits, letters, not 'roman'"),
-    ("--schedule", "step", "schedule must be one of constant, cosine, not 'step'"),
+    ("--schedule", "step", "schedule must be one of constant, cosine, warmup, not 'step'"),
 ])
 def test_the_cli_prints_one_error_line(option, value, message):
     res = CliRunner().invoke(app, ["align", "--country", "CN", "--out", "unused", option, value])

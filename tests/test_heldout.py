@@ -200,3 +200,21 @@ def test_reach_reports_each_order(tiny_model, tiny_tokenizer):
     # the pooled range lies within what the orders reach (the pooled index is their mean)
     assert pdi["lowest"] >= min(o["lowest"] for o in pdi["by_order"].values()) - 1e-9
     assert pdi["highest"] <= max(o["highest"] for o in pdi["by_order"].values()) + 1e-9
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "warmup"])
+def test_learning_rate_schedules(tmp_path, tiny_model, tiny_tokenizer, schedule):
+    session = _session(tiny_model, tiny_tokenizer)
+    run = make_alignment(_adam(session, steps=40, lr=0.02, schedule=schedule, validate=None), tmp_path / schedule,
+                         session=session)
+    lrs = np.array([run.learning_rate(s) for s in range(40)])
+    if schedule == "constant":
+        assert np.all(lrs == 0.02)
+        return
+    assert lrs[-1] == pytest.approx(0.002) and lrs.max() == pytest.approx(0.02)
+    peak = int(lrs.argmax())
+    assert np.all(np.diff(lrs[peak:]) < 0)                       # decays after its peak
+    if schedule == "cosine":
+        assert peak == 0
+    else:                                                        # rises from lr / 10 over the first tenth
+        assert peak == 4 and lrs[0] == pytest.approx(0.002) and np.all(np.diff(lrs[:peak + 1]) > 0)
