@@ -56,7 +56,7 @@ def test_a_bad_choice_names_the_field(cls, name, enum, default, other, bad):
 def test_the_old_tuples_are_derived_from_the_enums():
     assert cfg.INITS == ("text", "vocab", "random") and cfg.SPACES == ("full", "subspace")
     assert cfg.BLACK_BOX_OPTIMIZERS == ("cma", "de", "random") and cfg.GRADIENT_OPTIMIZERS == ("adam",)
-    assert cfg.SCHEDULES == ("constant", "cosine") and cfg.LOSSES == ("l1", "huber")
+    assert cfg.SCHEDULES == ("constant", "cosine", "warmup") and cfg.LOSSES == ("l1", "huber")
     assert cfg.ANSWER_MODES == ("distribution", "sample") and cfg.SCORINGS == ("auto", "next_token", "sequence")
     from culturealign.prompts import LABELS, ORDERS, STYLES
 
