@@ -44,6 +44,7 @@ from culturealign.softprompt import SoftPrompt
 from culturealign.targets import lookup
 
 RESULTS = ROOT / "benchmarks" / "results" / "schedules.json"
+FIGURE = ROOT / "benchmarks" / "figures" / "schedules.png"
 DEFAULT_RUN = "rowsall-cosine-lr0.02-40"
 RUNS = (DEFAULT_RUN, "rows24-cosine-lr0.02-40", "rows24-cosine-lr0.02-80", "rowsall-cosine-lr0.05-40",
         "rows24-constant-lr0.02-80")
@@ -165,7 +166,32 @@ def _from_heldout() -> Path:
     return out
 
 
+def plot(results: dict, path: Path) -> None:
+    """Validation loss against compute (a share of the default's whole run), one line per setting and country."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    countries = list(dict.fromkeys(r["country"] for r in results["runs"]))
+    fig, axes = plt.subplots(1, len(countries), figsize=(6.5 * len(countries), 4.2), squeeze=False)
+    for ax, country in zip(axes[0], countries):
+        runs = [r for r in results["runs"] if r["country"] == country]
+        base = next((curve(r)[-1]["compute"] for r in runs if r["name"] == DEFAULT_RUN), None)
+        for r in runs:
+            points = curve(r)
+            ax.plot([p["compute"] / (base or 1) for p in points], [p["validation"] for p in points], marker="o",
+                    ms=3, lw=2.5 if r["name"] == DEFAULT_RUN else 1.2, label=r["name"])
+        ax.set_title(f"{country}: validation wording, per-order loss")
+        ax.set_xlabel("compute (share of the default's 40 full steps)" if base else "compute (forward equivalents)")
+        ax.set_ylabel("validation loss")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write_report(results: dict) -> None:
+    plot(results, FIGURE)
     lines = []
     for country in dict.fromkeys(r["country"] for r in results["runs"]):
         runs = {r["name"]: r for r in results["runs"] if r["country"] == country}
@@ -203,7 +229,8 @@ def write_report(results: dict) -> None:
             "| country | rows a step | schedule | lr | steps | **validation (kept)** | test (kept) | kept step | to "
             "target: compute / wall | patience none | patience 1 | patience 2 | patience 3 | validation curve "
             "(step:loss) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", *lines]
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", *lines, "",
+            f"![validation loss against compute](figures/{FIGURE.name})"]
     write_section("schedules", "\n".join(body))
 
 

@@ -11,6 +11,7 @@ import torch
 from culturealign.gradient import SurveyGradient
 from culturealign.instrument import Questionnaire
 from culturealign.models import LoadedModel
+from culturealign.backends import hf
 from culturealign.backends.hf import EmbeddingLookup
 from culturealign.config import PromptConfig
 from culturealign.prompts import build_rows
@@ -68,7 +69,7 @@ ARCHS = [("llama", "chatml"), ("qwen2", "chatml"), ("mistral", "mistral"), ("gem
 
 
 @pytest.mark.parametrize("arch,template", ARCHS)
-def test_scoring_and_a_gradient_step_on_each_architecture(arch, template):
+def test_scoring_and_a_gradient_step_on_each_architecture(arch, template, monkeypatch):
     tok = make_tokenizer()
     tok.chat_template = TEMPLATES[template]
     model = _model(arch, tok)
@@ -111,6 +112,18 @@ def test_scoring_and_a_gradient_step_on_each_architecture(arch, template):
     torch.testing.assert_close(stem_probs, probs.detach(), atol=1e-5, rtol=0)
     torch.testing.assert_close(stem_grad, leaf.grad, atol=1e-5, rtol=1e-4)
     assert leaf.grad.abs().max() > 1e-4
+    # stems in buckets of one length each, and a row whose sibling is not in the batch (it runs whole): same numbers
+    monkeypatch.setattr(hf, "STEM_BUCKET_WIDTH", 0)
+    pairs = [(c, r) for c in range(2) for r in range(6) if (c, r) != (1, 4)]
+    assert len({cached.stem_lengths[r] for r in range(6)}) > 1
+    for path in (cached, plain):
+        leaf = soft.clone().requires_grad_(True)
+        probs = path.differentiable_probs(leaf, "prefix", pairs)
+        (probs * torch.arange(5.0)).sum().backward()
+        if path is cached:
+            stem_probs, stem_grad = probs.detach(), leaf.grad.clone()
+    torch.testing.assert_close(stem_probs, probs.detach(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(stem_grad, leaf.grad, atol=1e-5, rtol=1e-4)
 
     grad = SurveyGradient(_full_survey(model, tok), np.zeros(6), "suffix")
     prompt = p0.clone().unsqueeze(0).requires_grad_(True)

@@ -300,7 +300,8 @@ class SurveyScorer:
                              rows: Sequence[int] | None = None) -> torch.Tensor:
         """Last-position logits of rows ``rest`` after the prefix caches of candidates ``index``. With ``rows``
         (their row numbers), rows of one item and candidate in the batch first run their common stem once, then
-        each its own tail on the stem's cache (same numbers, fewer tokens)."""
+        each its own tail on the stem's cache (same numbers, fewer tokens); stems of similar length (within
+        :data:`STEM_BUCKET_WIDTH`) run in one pass, so that few pad tokens are run."""
         stems = None if rows is None else [self.stem_lengths[r] for r in rows]
         groups: dict = {}
         if stems is not None:
@@ -321,15 +322,32 @@ class SurveyScorer:
                 seen[key] = len(units)
                 units.append((stems[i] if key[0] != "alone" else 0, i))
             unit_of.append(seen[key])
-        stem_index = torch.tensor([int(index[i]) for _, i in units], device=self.device)
-        stem_embeds, stem_mask = self._left_pad([rest[i][:n] for n, i in units])
-        stem_cache = self._forward(stem_embeds, stem_mask, self._gather_cache(prefix_cache, stem_index),
-                                   prefix_mask.index_select(0, stem_index))[1]
-        stem_full_mask = torch.cat([prefix_mask.index_select(0, stem_index), stem_mask], dim=1)
-        at = torch.tensor(unit_of, device=self.device)
-        tails, tail_mask = self._left_pad([rest[i][units[u][0]:] for i, u in enumerate(unit_of)])
-        return self._forward(tails, tail_mask, self._gather_cache(stem_cache, at),
-                             stem_full_mask.index_select(0, at))[0][:, -1]
+        # stems of similar length run together (a batch pads every stem to its longest), each bucket's tails on it
+        logits, order = [], []
+        alone = [i for i, u in enumerate(unit_of) if units[u][0] == 0]
+        if alone:   # rows without a sibling here: their whole rest on the prefix cache
+            at = index[torch.tensor(alone, device=self.device)]
+            embeds, mask = self._left_pad([rest[i] for i in alone])
+            logits.append(self._forward(embeds, mask, self._gather_cache(prefix_cache, at),
+                                        prefix_mask.index_select(0, at))[0][:, -1])
+            order += alone
+        lengths = [n for n, _ in units]
+        for bucket in _length_buckets(lengths, STEM_BUCKET_WIDTH, skip_empty=True):
+            rows_here = [i for i, u in enumerate(unit_of) if u in bucket]
+            local = {u: k for k, u in enumerate(bucket)}
+            stem_index = torch.tensor([int(index[units[u][1]]) for u in bucket], device=self.device)
+            stem_embeds, stem_mask = self._left_pad([rest[units[u][1]][:units[u][0]] for u in bucket])
+            stem_cache = self._forward(stem_embeds, stem_mask, self._gather_cache(prefix_cache, stem_index),
+                                       prefix_mask.index_select(0, stem_index))[1]
+            stem_full_mask = torch.cat([prefix_mask.index_select(0, stem_index), stem_mask], dim=1)
+            at = torch.tensor([local[unit_of[i]] for i in rows_here], device=self.device)
+            tails, tail_mask = self._left_pad([rest[i][units[unit_of[i]][0]:] for i in rows_here])
+            logits.append(self._forward(tails, tail_mask, self._gather_cache(stem_cache, at),
+                                        stem_full_mask.index_select(0, at))[0][:, -1])
+            order += rows_here
+        back = torch.empty(len(order), dtype=torch.long, device=self.device)
+        back[torch.tensor(order, device=self.device)] = torch.arange(len(order), device=self.device)
+        return torch.cat(logits).index_select(0, back)
 
     def _suffix_logits(self, soft: torch.Tensor, pairs) -> torch.Tensor:
         """Last-position logits of [soft prompt + tail] after each row's cached head."""
@@ -446,6 +464,25 @@ def activation_checkpointing(model, enabled: bool = True):
 def _at_least_fp32(logits: torch.Tensor) -> torch.Tensor:
     return logits if logits.dtype == torch.float64 else logits.float()
 
+
+
+#: stems whose lengths lie within this many tokens of a bucket's shortest run in one forward pass (fewer pad tokens
+#: than one pass over all, for a few more passes; benchmarks/speed.py)
+STEM_BUCKET_WIDTH = 4
+
+
+def _length_buckets(lengths: Sequence[int], width: int, skip_empty: bool = False) -> list[list[int]]:
+    """Indices of ``lengths`` in buckets of ascending length, each within ``width`` of its shortest (without the
+    zero lengths with ``skip_empty``)."""
+    buckets: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        if skip_empty and lengths[i] == 0:
+            continue
+        if buckets and lengths[i] - lengths[buckets[-1][0]] <= width:
+            buckets[-1].append(i)
+        else:
+            buckets.append([i])
+    return buckets
 
 
 def _common_prefix(seqs: Sequence[Sequence[int]]) -> list[int]:
