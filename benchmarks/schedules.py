@@ -203,8 +203,7 @@ def write_report(results: dict) -> None:
             points = curve(run)
             reach = next((p for p in points if p["validation"] <= target + 1e-9), None)
             reached = ("not reached" if reach is None else
-                       f"{reach['compute'] / base['compute']:.2f} / {reach['wall_s'] / base['wall_s']:.2f} (step "
-                       f"{reach['step']})")
+                       f"{reach['compute'] / base['compute']:.2f} (step {reach['step']})")
             stops = []
             for patience in PATIENCE:
                 s = early_stop(points, patience)
@@ -214,22 +213,24 @@ def write_report(results: dict) -> None:
                 f"| {country} | {'every row' if cfg['rows_per_step'] is None else cfg['rows_per_step']} | "
                 f"{cfg['schedule']} | {cfg['lr']:g} | {cfg['steps']} | **{run['kept']['validation']:.1f}** | "
                 f"{run['kept']['test']:.1f} | {early_stop(points, None)['kept']['step']} | {reached} | "
+                f"{run['wall_s'] / 60:.0f} | "
                 + " | ".join(stops) + " | " + " ".join(f"{p['step']}:{p['validation']:.1f}" for p in points) + " |")
     body = ["### Compute-optimal gradient settings, chosen on a validation country", "",
             *(f"Command: `{c}`  " for c in results["commands"]), f"Machine: {results.get('machine', '?')}  ",
             "Each run is `align`'s default but for its rows a step, schedule, learning rate and steps, from the same "
             "start (seed 0, the text start); validation every 5 steps and at the last. *Compute* counts forward-pass "
-            "equivalents (backward = 2) of the steps and validations; compute and wall are given as a share of the "
-            "default's whole run (every row, cosine, lr 0.02, 40 steps), measured in the same results file. "
-            "*Target*: the validation loss the default keeps; *to target*: compute / wall share at the first "
+            "equivalents (backward = 2) of the steps and validations, as a share of the default's whole run (every "
+            "row, cosine, lr 0.02, 40 steps): the same on any machine. *Wall min*: the run's minutes on one torch "
+            "thread beside another run (runs made at different times and code states: not comparable, compute is). "
+            "*Target*: the validation loss the default keeps; *to target*: the compute share at the first "
             "validation at or below it. *Patience p*: stop after p validations without a new best (read off the "
             "history: kept validation loss @ compute share at the stop). Test is `vsm2013-test`, scored on the "
             "prompt the full run keeps, reported only. Full configs and histories: benchmarks/results/"
             "schedules.json.", "",
             "| country | rows a step | schedule | lr | steps | **validation (kept)** | test (kept) | kept step | to "
-            "target: compute / wall | patience none | patience 1 | patience 2 | patience 3 | validation curve "
+            "target: compute | wall min | patience none | patience 1 | patience 2 | patience 3 | validation curve "
             "(step:loss) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", *lines, "",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", *lines, "",
             f"![validation loss against compute](figures/{FIGURE.name})"]
     write_section("schedules", "\n".join(body))
 
