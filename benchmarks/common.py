@@ -57,6 +57,31 @@ def counting_forward(scorer, counter: list[int]):
     return counted
 
 
+def validation_points(history: str) -> list[dict]:
+    """The validated steps of a run's history.csv text: step, validation loss, forward equivalents, wall seconds."""
+    import csv
+    import io
+
+    return [{"step": int(row["generation"]), "validation": float(row["validation_loss"]),
+             "forward_equivalents": float(row["forward_equivalents"]), "wall_s": float(row["wall_s"])}
+            for row in csv.DictReader(io.StringIO(history)) if row["validation_loss"] not in ("", None)]
+
+
+def early_stop(points: list[dict], patience: int | None) -> dict:
+    """Where a run with this patience (validations without a new best, as ``align --patience``) stops, read off the
+    validation ``points`` of a run that went on: ``{"kept": point, "stop": point}`` (None: runs to the end). The
+    trajectory up to the stop does not depend on the patience, so this is what the shorter run would have done."""
+    best, stale = None, 0
+    for point in points:
+        if best is None or point["validation"] < best["validation"] - 1e-9:
+            best, stale = point, 0
+        else:
+            stale += 1
+            if patience is not None and stale >= patience:
+                return {"kept": best, "stop": point}
+    return {"kept": best, "stop": points[-1]}
+
+
 def write_section(name: str, body: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
     """Replace (or append) the section between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"

@@ -33,12 +33,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import ROOT, command, culturalbench_accuracy, machine, write_section
+from common import ROOT, command, culturalbench_accuracy, early_stop, machine, validation_points, write_section
 
 from culturealign.config import AlignConfig
 from culturealign.align import align
 from culturealign.comparison import published_mean_loss
-from culturealign.config import TEST_WORDING, VALIDATION_WORDING
+from culturealign.config import AUTO_PATIENCE_VALIDATIONS, TEST_WORDING, VALIDATION_WORDING
 from culturealign.config import MeasureConfig
 from culturealign.session import Session
 from culturealign.softprompt import SoftPrompt, initial_embeddings
@@ -169,8 +169,17 @@ def _gain_kept(run: dict) -> str:
     return f"{test / train:.2f}" if train > 0 else "no gain"
 
 
+def stopped_early(run: dict) -> str:
+    """What ``--patience auto`` (3 validations without a new best; the runs here went every step) would have done
+    to this run, read off its history: the step it stops at and whether it keeps the same prompt."""
+    points = validation_points(run["history"])
+    stop = early_stop(points, AUTO_PATIENCE_VALIDATIONS)
+    same = stop["kept"]["step"] == early_stop(points, None)["kept"]["step"]
+    return f"step {stop['stop']['step']} ({'same prompt' if same else 'keeps step %d' % stop['kept']['step']})"
+
+
 def write_report(results: dict, role: str = "test") -> None:
-    rows, readme, detail = [], [], []
+    rows, readme, detail, early = [], [], [], []
     for name, e in results["countries"].items():
         ref = e["reference mean"]
         best_base = min(e[s]["test"]["per_order"] for s in STYLES)
@@ -178,6 +187,8 @@ def write_report(results: dict, role: str = "test") -> None:
         for r in sorted(e["runs"], key=lambda r: (r["objective"] != "per-order", r.get("rows_per_step") or 0,
                                                   r["seed"])):
             f, s = r["final"], r["start"]
+            if r["objective"] == "per-order" and not r.get("rows_per_step"):
+                early.append(f"{name} {stopped_early(r)}")
             detail.append(
                 f"| {name} | {_label(r)} | {r['seed']} | {s['test']['per_order']:.1f} -> **{f['test']['per_order']:.1f}** "
                 f"({f['test']['per_order'] / ref:.2f}) | {s['test']['forward']:.1f} -> {f['test']['forward']:.1f} | "
@@ -217,7 +228,10 @@ def write_report(results: dict, role: str = "test") -> None:
             "| country | objective | seed | **test, per-order** (/ reference mean) | test, forward only | test, reverse "
             "only | kept | validation, per-order | training, per-order | training, pooled | kept step | below "
             "prompts | CulturalBench naive -> final | compute / wall min |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", *detail]
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", *detail, "",
+            "These runs went every step, so that both objectives spend the same compute. `align`'s default now stops "
+            f"after {AUTO_PATIENCE_VALIDATIONS} validations without a new best (`--patience auto`); read off each "
+            "per-order run's history, it would stop at: " + "; ".join(early) + "."]
     if role == "validation":
         body[0] = "### Validation countries: where settings are chosen (not the headline)"
         body = [line.replace("benchmarks/results/heldout-default.json", "benchmarks/results/"

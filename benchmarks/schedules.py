@@ -26,8 +26,6 @@ history and scores).
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import tempfile
 import time
@@ -35,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from common import ROOT, command, machine, write_section
+from common import ROOT, command, early_stop, machine, validation_points, write_section
 
 from culturealign.align import align
 from culturealign.config import TEST_WORDING, VALIDATION_WORDING, AlignConfig, MeasureConfig
@@ -59,30 +57,12 @@ def settings(name: str) -> dict:
 
 
 def curve(run: dict) -> list[dict]:
-    """The validation points of a run: step, validation loss, compute (forward equivalents of its steps and of the
-    validations so far) and wall seconds."""
-    points, validations = [], 0
-    for row in csv.DictReader(io.StringIO(run["history"])):
-        if row["validation_loss"] in ("", None):
-            continue
-        validations += 1
-        points.append({"step": int(row["generation"]), "validation": float(row["validation_loss"]),
-                       "compute": float(row["forward_equivalents"]) + validations * run["validation_cost"],
-                       "wall_s": float(row["wall_s"])})
+    """The validation points of a run (:func:`common.validation_points`) with their compute: forward equivalents of
+    the steps and of the validations so far."""
+    points = validation_points(run["history"])
+    for n, point in enumerate(points, 1):
+        point["compute"] = point["forward_equivalents"] + n * run["validation_cost"]
     return points
-
-
-def early_stop(points: list[dict], patience: int | None) -> dict:
-    """The validation point kept and the point where a run with this patience stops (None: runs to the end)."""
-    best, stale = None, 0
-    for point in points:
-        if best is None or point["validation"] < best["validation"] - 1e-9:
-            best, stale = point, 0
-        else:
-            stale += 1
-            if patience is not None and stale >= patience:
-                return {"kept": best, "stop": point}
-    return {"kept": best, "stop": points[-1]}
 
 
 def main() -> None:

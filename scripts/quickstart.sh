@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set everything up, then run the main job on the default model: an alignment to China with align's defaults (40 Adam steps) and the comparison table.
+# Set everything up, then run the main job on the default model: an alignment to China with align's defaults (up to 40 Adam steps, stopping when validation stalls) and the comparison table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
