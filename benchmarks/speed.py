@@ -6,8 +6,12 @@ Steps of `align`'s default (China, 8 prefix tokens, naive prompt, both option or
 
 - `full, no shared stems`: every row of the training wording (2 blocks: forward and reverse, 48 rows), each row
   run whole after the shared prefix: the step before the item stems were shared;
-- `full`: the same rows, the two orders of an item sharing their stem's cache (the default step);
+- `full, stems in one pass`: the same rows, the two orders of an item sharing their stem's cache, every stem of a
+  micro-batch in one pass (padded to the longest);
+- `full`: the same, stems of similar length in one pass each (``hf.STEM_BUCKET_WIDTH``): the default step;
 - `rows 24`: a stochastic step (`--rows-per-step 24`): one (wording, order) block;
+- `full, suffix placement`: every row with the soft prompt after the item text (``--placement suffix``): each row's
+  head is cached once for the run (its first step builds it), a step runs the soft prompt and the tail;
 - `2 wordings, full` and `2 wordings, rows 48`: training on the two training wordings, every row or half of them.
 
 Per kind: seconds per step and their ratio to the earlier full step; tokens per step as the forward passes run
@@ -33,10 +37,12 @@ import torch
 from common import ROOT, command, counting_forward, machine, matmul_rate, write_section
 
 from culturealign.align import make_alignment
-from culturealign.config import TRAIN_WORDINGS, AlignConfig, MeasureConfig
+from culturealign.config import TRAIN_WORDINGS, AlignConfig, MeasureConfig, SoftPromptConfig
 from culturealign.session import Session
+from culturealign.backends import hf
 
 RESULTS = ROOT / "benchmarks" / "results" / "speed.json"
+BUCKET_WIDTH = hf.STEM_BUCKET_WIDTH
 
 
 def unshared_tokens(run, chosen: list[tuple[int, int]]) -> int:
@@ -59,7 +65,8 @@ def main() -> None:
     session = Session(MeasureConfig())
     session.resolve_constants()
     more = list(TRAIN_WORDINGS[1:])
-    kinds = {"full, no shared stems (the earlier path)": {}, "full": {}, "rows 24": {"rows_per_step": 24},
+    kinds = {"full, no shared stems (the earlier path)": {}, "full, stems in one pass": {}, "full": {},
+             "rows 24": {"rows_per_step": 24}, "full, suffix placement": {"soft": SoftPromptConfig(placement="suffix")},
              "2 wordings, full": {"wordings": more}, "2 wordings, rows 48": {"wordings": more, "rows_per_step": 48}}
     tmp = Path(tempfile.mkdtemp(prefix="speed-bench-"))
     runs = {name: make_alignment(AlignConfig(country="China", validate=None, measure=session.config, **kw),
@@ -76,6 +83,8 @@ def main() -> None:
             chosen = ([(w, o) for w in range(len(run.grads)) for o in range(len(run.grad.orders))]
                       if run.sampler is None else run.sampler.blocks(step))
             stems = not name.startswith("full, no shared stems")
+            # one pass for every stem of a micro-batch, padded to the longest (before the stems were bucketed)
+            hf.STEM_BUCKET_WIDTH = 10 ** 6 if name == "full, stems in one pass" else BUCKET_WIDTH
             counter = [0]
             for grad in run.grads:   # the earlier path: no row shares its item's stem
                 grad.scorer._stems = None if stems else [0] * grad.scorer.n_rows

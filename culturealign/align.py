@@ -351,7 +351,10 @@ class Alignment:
             best = {d: {"model": float(v), "target": self.country.scores.get(d),
                         "abs_diff": None if d not in self.country.scores else float(abs(v - self.country.scores[d]))}
                     for d, v in zip(self.dimensions, st.best_indices)}
-        record = {"status": status, "config": self.config.to_dict(), "seed": self.config.seed,
+        # why a finished run ended: its whole budget, or the patience (validations without a new best)
+        stopped = None if status != "finished" else "budget" if self.budget_spent else "patience"
+        record = {"status": status, "stopped": stopped, "patience": self.config.stop_after,
+                  "config": self.config.to_dict(), "seed": self.config.seed,
                   "country": self.country.to_dict(), "loss_dimensions": self.objective.dimensions,
                   "constants": self.session.constants_for(self.country).to_dict(),
                   "best": {"loss": st.best_loss, "objective": self.config.objective, "generation": st.best_generation,

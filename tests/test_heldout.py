@@ -218,3 +218,17 @@ def test_learning_rate_schedules(tmp_path, tiny_model, tiny_tokenizer, schedule)
         assert peak == 0
     else:                                                        # rises from lr / 10 over the first tenth
         assert peak == 4 and lrs[0] == pytest.approx(0.002) and np.all(np.diff(lrs[:peak + 1]) > 0)
+
+
+def test_run_json_and_the_table_say_why_a_run_stopped(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.setattr(Alignment, "validation_loss", lambda self, z: [5.0, 3.0, 4.0, 6.0, 7.0, 8.0][
+        self.state.generation - 1])
+    for patience, stopped in (("auto", "patience"), ("none", "budget")):
+        result = CliRunner().invoke(app, ["align", "--model", str(tiny_model_dir), "--country", "CN", "--steps", "6",
+                                          "--validate-every", "1", "--n-tokens", "2", "--patience", patience,
+                                          "--out", str(tmp_path / patience)])
+        assert result.exception is None, result.output
+        record = json.loads((tmp_path / patience / "run.json").read_text())
+        assert record["stopped"] == stopped and record["patience"] == (3 if patience == "auto" else None)
+        said = "Stopped early after 5 of 6 steps: 3 validations without a new best" in " ".join(result.output.split())
+        assert said == (patience == "auto")
