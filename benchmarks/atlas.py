@@ -124,7 +124,7 @@ def main() -> None:
     else:
         measure = MeasureConfig(model=args.model)
         config = ExperimentConfig(countries=[c.name for c in countries_for("all")], seeds=args.seeds,
-                                  align=AlignConfig(country="", steps=args.steps, lr=args.lr,
+                                  align=AlignConfig(country="", steps=args.steps, lr=args.lr, patience=None,
                                                     max_grad_norm=args.max_grad_norm or None, measure=measure),
                                   evaluations={"culturalbench": 0, **({"opinions": None if args.opinions < 0
                                                                        else args.opinions} if args.opinions else {})})

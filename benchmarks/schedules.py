@@ -19,7 +19,7 @@ setting's *time to target* is the compute (and seconds) at its first validation 
 Usage:  python benchmarks/schedules.py [--country DE] [--runs NAME,...] [--threads 1] [--out FILE]
         python benchmarks/schedules.py --merge A.json B.json        join results made in parallel, write the table
         python benchmarks/schedules.py --report-only
-Run names: ``rows<N|all>-<cosine|constant>-lr<LR>-<STEPS>``, e.g. ``rows24-cosine-lr0.02-80``.
+Run names: ``rows<N|all>-<cosine|constant|warmup>-lr<LR>-<STEPS>``, e.g. ``rows24-cosine-lr0.02-80``.
 Writes the "schedules" section of BENCHMARKS.md and benchmarks/results/schedules.json (each run's full AlignConfig,
 history and scores).
 """

@@ -288,7 +288,7 @@ class Alignment:
 
     @property
     def finished(self) -> bool:
-        patience = self.config.stop_after
+        patience = self.config.stop_after(self.validation is not None)
         return self.budget_spent or (patience is not None and self.state.stale >= patience)
 
     # ---- persistence ------------------------------------------------------------------------------------------------
@@ -353,7 +353,7 @@ class Alignment:
                     for d, v in zip(self.dimensions, st.best_indices)}
         # why a finished run ended: its whole budget, or the patience (validations without a new best)
         stopped = None if status != "finished" else "budget" if self.budget_spent else "patience"
-        record = {"status": status, "stopped": stopped, "patience": self.config.stop_after,
+        record = {"status": status, "stopped": stopped, "patience": self.config.stop_after(self.validation is not None),
                   "config": self.config.to_dict(), "seed": self.config.seed,
                   "country": self.country.to_dict(), "loss_dimensions": self.objective.dimensions,
                   "constants": self.session.constants_for(self.country).to_dict(),
@@ -454,7 +454,7 @@ class GradientAlignment(Alignment):
         lr, steps = self.config.lr, self.config.steps
         if self.config.schedule == "constant" or steps <= 1:
             return lr
-        warm = max(1, round(steps / 10)) if self.config.schedule == "warmup" else 0
+        warm = steps // 10 if self.config.schedule == "warmup" else 0   # under 10 steps: no warm-up
         if step < warm:
             return lr * (0.1 + 0.9 * step / warm)
         frac = min(1.0, (step - warm) / max(1, steps - 1 - warm))

@@ -49,7 +49,10 @@ def _patience(text: str) -> int | str | None:
     text = text.strip().lower()
     if text == "none":
         return None
-    return int(text) if text.lstrip("-").isdigit() else text
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 def _clean_errors(fn):
@@ -538,6 +541,7 @@ def experiment(
     objective: str = typer.Option(_ALIGN.objective, "--objective", help="per-order or pooled (see `align --help`)"),
     validate: str = typer.Option(_ALIGN.validate, "--validate", help="the wording that picks each run's saved prompt: auto, none or a wording (see `align --help`)"),
     validate_every: int = typer.Option(_ALIGN.validate_every, "--validate-every", help="score the validation wording every N steps (or generations)"),
+    patience: str = typer.Option(_ALIGN.patience, "--patience", help="stop each run after N validations without a new best; auto: 3 when validating; none: every run spends its whole budget (equal compute)"),
     n_tokens: int = typer.Option(_SOFT.n_tokens, "--n-tokens"), placement: str = typer.Option(_SOFT.placement, "--placement"),
     space: str = typer.Option(_SOFT.space, "--space"), subspace_dim: int = typer.Option(_SOFT.subspace_dim, "--subspace-dim"),
     scale: float = typer.Option(_SOFT.scale, "--scale"),
@@ -572,7 +576,7 @@ def experiment(
         acfg = AlignConfig(country="", optimizer=optimizer, popsize=popsize, budget=budget, steps=steps, lr=lr,
                            max_grad_norm=max_grad_norm or None, objective=objective,
                            validate=None if validate.lower() == "none" else validate, validate_every=validate_every,
-                           soft=soft, measure=mcfg)
+                           patience=_patience(patience), soft=soft, measure=mcfg)
         config = ExperimentConfig(countries=[t.name for t in targets], seeds=seeds, align=acfg,
                                   evaluations=_evaluations(evaluations, culturalbench_limit))
     say = (lambda msg: terminal.console.print(f"[dim]{msg}[/]")) if not as_json else None

@@ -508,6 +508,8 @@ class AlignConfig:
         for name in ("lr", "huber_delta"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"AlignConfig.{name} must be positive, not {getattr(self, name)}", f"AlignConfig.{name}")
+        if isinstance(self.patience, str) and self.patience.strip().lower() == "none":
+            self.patience = None
         if isinstance(self.patience, str) and self.patience != AUTO_PATIENCE:
             raise ConfigError(f"AlignConfig.patience must be {AUTO_PATIENCE}, none or a whole number, not "
                               f"{self.patience!r:.40}", "AlignConfig.patience")
@@ -528,12 +530,12 @@ class AlignConfig:
     def gradient(self) -> bool:
         return self.optimizer in GRADIENT_OPTIMIZERS
 
-    @property
-    def stop_after(self) -> int | None:
-        """The patience in force: ``auto`` is :data:`AUTO_PATIENCE_VALIDATIONS` validations when validating, else
-        None (no early stopping on a noisy training loss)."""
+    def stop_after(self, validating: bool) -> int | None:
+        """The patience in force for a run that validates or not (``validate`` ``auto`` validates only the VSM
+        2013): ``auto`` is :data:`AUTO_PATIENCE_VALIDATIONS` validations when validating, else None (no early
+        stopping on a noisy training loss)."""
         if self.patience == AUTO_PATIENCE:
-            return AUTO_PATIENCE_VALIDATIONS if self.validate is not None else None
+            return AUTO_PATIENCE_VALIDATIONS if validating else None
         return self.patience
 
     def unused_settings(self) -> list[str]:

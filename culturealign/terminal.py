@@ -227,7 +227,8 @@ def print_run(record: dict) -> None:
         done = (f"{record['generations']} of {record['config']['steps']} steps"
                 if record.get("optimizer_kind") == "gradient" else f"{record['evaluations']} evaluations")
         console.print(table)
-        counted = "validations" if (record.get("wordings") or {}).get("validation") else "steps"
+        counted = ("validations" if (record.get("wordings") or {}).get("validation") else
+                   "steps" if record.get("optimizer_kind") == "gradient" else "generations")
         console.print(f"Stopped early after {done}: {record['patience']} {counted} without a new best "
                       "(--patience none runs the whole budget).")
         return

@@ -134,13 +134,22 @@ def test_the_default_patience_stops_after_three_stale_validations_and_only_when_
     session = _session(tiny_model, tiny_tokenizer)
     monkeypatch.setattr(Alignment, "validation_loss", lambda self, z: [5.0, 3.0, 4.0, 6.0, 3.5, 8.0, 9.0, 1.0][
         self.state.generation - 1])
-    assert AlignConfig(country="CN").patience == "auto"
+    assert AlignConfig(country="CN").patience == "auto" and AlignConfig(country="CN", patience="none").patience is None
     record = align(_adam(session, steps=8, validate_every=1), tmp_path / "auto", session=session)
     assert record["generations"] == 5 and record["best"]["generation"] == 2      # 4.0, 6.0, 3.5: three stale
     off = align(_adam(session, steps=8, validate_every=1, patience=None), tmp_path / "off", session=session)
     assert off["generations"] == 8 and off["best"]["generation"] == 8
-    # without validation, auto is off: a noisy training loss does not stop the run
-    assert align(_adam(session, steps=6, validate=None), tmp_path / "nv", session=session)["generations"] == 6
+    # without validation auto is off: a training loss that never improves (a step too small to move it) does not
+    # stop the run, while an explicit patience of 3 steps does
+    flat = {"steps": 8, "lr": 1e-12, "validate": None}
+    assert align(_adam(session, **flat), tmp_path / "nv", session=session)["generations"] == 8
+    assert align(_adam(session, patience=3, **flat), tmp_path / "nv3", session=session)["generations"] == 4
+    # another instrument: validate auto validates nothing, so auto patience is off there too
+    toy = _write(tmp_path, TOY)
+    toy_session = Session(MeasureConfig(model="tiny", constants="zero", questionnaire=str(toy)), backend=session.backend)
+    record = align(AlignConfig(country="CN", optimizer="adam", steps=8, lr=1e-12, soft=SoftPromptConfig(n_tokens=2),
+                               measure=toy_session.config), tmp_path / "toy", session=toy_session)
+    assert record["wordings"]["validation"] is None and record["patience"] is None and record["generations"] == 8
 
 
 @pytest.mark.parametrize("value, done", [("none", 6), ("2", 4), ("auto", 5)])
