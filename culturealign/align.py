@@ -287,9 +287,13 @@ class Alignment:
         return self.optimizer.done
 
     @property
+    def patience(self) -> int | None:
+        """The patience in force (``auto`` resolved against whether this run validates)."""
+        return self.config.stop_after(self.validation is not None)
+
+    @property
     def finished(self) -> bool:
-        patience = self.config.stop_after(self.validation is not None)
-        return self.budget_spent or (patience is not None and self.state.stale >= patience)
+        return self.budget_spent or (self.patience is not None and self.state.stale >= self.patience)
 
     # ---- persistence ------------------------------------------------------------------------------------------------
     def _tensors(self) -> dict[str, torch.Tensor]:
@@ -353,7 +357,7 @@ class Alignment:
                     for d, v in zip(self.dimensions, st.best_indices)}
         # why a finished run ended: its whole budget, or the patience (validations without a new best)
         stopped = None if status != "finished" else "budget" if self.budget_spent else "patience"
-        record = {"status": status, "stopped": stopped, "patience": self.config.stop_after(self.validation is not None),
+        record = {"status": status, "stopped": stopped, "patience": self.patience,
                   "config": self.config.to_dict(), "seed": self.config.seed,
                   "country": self.country.to_dict(), "loss_dimensions": self.objective.dimensions,
                   "constants": self.session.constants_for(self.country).to_dict(),

@@ -44,11 +44,9 @@ FLAGS = {
 }
 
 
-def _patience(text: str) -> int | str | None:
-    """``--patience``: ``auto``, ``none`` or a whole number (anything else reaches AlignConfig's own message)."""
-    text = text.strip().lower()
-    if text == "none":
-        return None
+def _patience(text: str) -> int | str:
+    """``--patience``: a whole number as an int; ``auto``, ``none`` and anything else as given, for AlignConfig to
+    read or refuse with its own message."""
     try:
         return int(text)
     except ValueError:

@@ -508,8 +508,9 @@ class AlignConfig:
         for name in ("lr", "huber_delta"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"AlignConfig.{name} must be positive, not {getattr(self, name)}", f"AlignConfig.{name}")
-        if isinstance(self.patience, str) and self.patience.strip().lower() == "none":
-            self.patience = None
+        if isinstance(self.patience, str):   # "auto" or "none", any case (the command line passes them through)
+            self.patience = {"none": None, AUTO_PATIENCE: AUTO_PATIENCE}.get(self.patience.strip().lower(),
+                                                                              self.patience)
         if isinstance(self.patience, str) and self.patience != AUTO_PATIENCE:
             raise ConfigError(f"AlignConfig.patience must be {AUTO_PATIENCE}, none or a whole number, not "
                               f"{self.patience!r:.40}", "AlignConfig.patience")

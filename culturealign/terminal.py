@@ -223,16 +223,15 @@ def print_run(record: dict) -> None:
     for dim, v in best["indices"].items():
         table.add_row(dim, _fmt(v["target"], 0), _fmt(v["model"]), _fmt(v["abs_diff"]))
     table.caption = f"reference-mean predictor loss: {record['reference_mean_loss']:.1f}"
+    console.print(table)
     if record.get("stopped") == "patience":   # validations (or steps, generations) without a new best
-        done = (f"{record['generations']} of {record['config']['steps']} steps"
-                if record.get("optimizer_kind") == "gradient" else f"{record['evaluations']} evaluations")
-        console.print(table)
+        gradient = record.get("optimizer_kind") == "gradient"
+        done = (f"{record['generations']} of {record['config']['steps']} steps" if gradient
+                else f"{record['evaluations']} evaluations")
         counted = ("validations" if (record.get("wordings") or {}).get("validation") else
-                   "steps" if record.get("optimizer_kind") == "gradient" else "generations")
+                   "steps" if gradient else "generations")
         console.print(f"Stopped early after {done}: {record['patience']} {counted} without a new best "
                       "(--patience none runs the whole budget).")
-        return
-    console.print(table)
 
 
 def print_reach(result: dict) -> None:

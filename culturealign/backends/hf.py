@@ -333,9 +333,9 @@ class SurveyScorer:
             order += alone
         lengths = [n for n, _ in units]
         for bucket in _length_buckets(lengths, STEM_BUCKET_WIDTH, skip_empty=True):
-            rows_here = [i for i, u in enumerate(unit_of) if u in bucket]
             local = {u: k for k, u in enumerate(bucket)}
-            stem_index = torch.tensor([int(index[units[u][1]]) for u in bucket], device=self.device)
+            rows_here = [i for i, u in enumerate(unit_of) if u in local]
+            stem_index = index[torch.tensor([units[u][1] for u in bucket], device=self.device)]   # no sync per unit
             stem_embeds, stem_mask = self._left_pad([rest[units[u][1]][:units[u][0]] for u in bucket])
             stem_cache = self._forward(stem_embeds, stem_mask, self._gather_cache(prefix_cache, stem_index),
                                        prefix_mask.index_select(0, stem_index))[1]
